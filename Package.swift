@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+// Remora: a service-mesh data plane. The target graph enforces the layering
+// (docs/architecture.md): codecs, config and policy never import the event loop.
+import PackageDescription
+
+// Swift 5 language mode: the event loop owns its objects per thread and crosses
+// threads only through EventLoop.post, which strict Sendable checking cannot see.
+let settings: [SwiftSetting] = [
+    .swiftLanguageMode(.v5),
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "Remora",
+    products: [
+        .executable(name: "remora", targets: ["remora"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C boundary
+        .target(name: "CShims", path: "Sources/CShims"),
+        .systemLibrary(name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "CRE2", path: "Sources/CRE2",
+                linkerSettings: [.linkedLibrary("re2")]),
+
+        // Swift modules
+        .target(name: "RemoraCore", swiftSettings: settings),
+        .target(name: "RemoraIO", dependencies: ["CShims", "RemoraCore"], swiftSettings: settings),
+        .target(name: "RemoraHTTP1", swiftSettings: settings),
+        .target(name: "RemoraConfig", dependencies: ["Yams", "CRE2"], swiftSettings: settings),
+        .target(name: "RemoraPolicy", dependencies: ["RemoraConfig", "CRE2"], swiftSettings: settings),
+        .target(name: "RemoraProxy",
+                dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1", "RemoraConfig", "RemoraPolicy"],
+                swiftSettings: settings),
+        .target(name: "RemoraEcho", dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1"],
+                swiftSettings: settings),
+        .executableTarget(name: "remora",
+                          dependencies: ["RemoraProxy", "RemoraEcho", "RemoraConfig", "RemoraPolicy",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: settings),
+
+        // Unit tests beside each module (end-to-end tests live in Tests/e2e, pytest)
+        .testTarget(name: "RemoraCoreTests", dependencies: ["RemoraCore"], swiftSettings: settings),
+        .testTarget(name: "RemoraIOTests", dependencies: ["RemoraIO"], swiftSettings: settings),
+        .testTarget(name: "RemoraHTTP1Tests", dependencies: ["RemoraHTTP1"], swiftSettings: settings),
+        .testTarget(name: "RemoraConfigTests", dependencies: ["RemoraConfig"], swiftSettings: settings),
+        .testTarget(name: "RemoraPolicyTests", dependencies: ["RemoraPolicy", "RemoraConfig"], swiftSettings: settings),
+    ],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,200 @@
+import RemoraConfig
+
+public struct Endpoint: Sendable, Hashable {
+    public var address: String
+    public var port: Int
+    public var labels: [String: String]
+    /// ServiceEntry endpoint weight (nil: equal share).
+    public var weight: Int?
+    public var locality: String?
+
+    public init(address: String, port: Int, labels: [String: String] = [:], weight: Int? = nil, locality: String? = nil) {
+        self.address = address
+        self.port = port
+        self.labels = labels
+        self.weight = weight
+        self.locality = locality
+    }
+}
+
+public enum ClusterResolution: Sendable, Hashable {
+    case staticEndpoints([Endpoint])
+    case dns(host: String, port: Int)
+}
+
+public struct ClusterSpec: Sendable, Hashable {
+    /// Envoy/Istio style: "outbound|PORT|SUBSET|HOST".
+    public var name: String
+    public var host: String
+    public var port: Int
+    public var subset: String?
+    public var resolution: ClusterResolution
+    /// DestinationRule connectionPool.tcp.connectTimeout, default 10_000.
+    public var connectTimeoutMs: Int
+    /// The DestinationRule policy in force for this host, port and subset (subset and port-level
+    /// settings merged over the top level), for load balancing, circuit breaking, outlier detection, TLS.
+    public var trafficPolicy: TrafficPolicy?
+    /// The ServiceEntry port's protocol (HTTP, GRPC, TCP, …) when a ServiceEntry defines the host.
+    public var serviceProtocol: String?
+    /// ServiceEntry `resolution: NONE`: send to the connection's original destination
+    /// (`resolution` then holds the DNS fallback for traffic that was not redirected).
+    public var originalDestination: Bool
+    public var serviceEntry: ResourceKey?
+    public var destinationRule: ResourceKey?
+    /// Neither the destination nor a ServiceEntry named a port, so 80 was assumed: SPEC §2 lets the
+    /// proxy use the port of the listener's original destination instead.
+    public var portIsDefault: Bool = false
+
+    public init(name: String, host: String, port: Int, subset: String?, resolution: ClusterResolution, connectTimeoutMs: Int = 10_000,
+                trafficPolicy: TrafficPolicy? = nil, serviceProtocol: String? = nil, originalDestination: Bool = false,
+                serviceEntry: ResourceKey? = nil, destinationRule: ResourceKey? = nil) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.subset = subset
+        self.resolution = resolution
+        self.connectTimeoutMs = connectTimeoutMs
+        self.trafficPolicy = trafficPolicy
+        self.serviceProtocol = serviceProtocol
+        self.originalDestination = originalDestination
+        self.serviceEntry = serviceEntry
+        self.destinationRule = destinationRule
+    }
+}
+
+/// Builds one cluster per distinct (host, port, subset) that routes reference.
+final class ClusterBuilder {
+    private(set) var clusters: [ClusterSpec] = []
+    private var index: [String: Int] = [:]
+    private let config: ConfigSet
+    private let entries: [Resource]
+    private let rules: [Resource]
+    var errors: [ConfigError] = []
+
+    init(config: ConfigSet) {
+        self.config = config
+        entries = config.resources.filter { $0.kind == .serviceEntry }
+        rules = config.resources.filter { $0.kind == .destinationRule }
+    }
+
+    /// The cluster index for a destination written in `namespace`; nil (with an error) when the
+    /// destination cannot be resolved to one port.
+    func cluster(for d: Destination, namespace: String, resource: Resource, path: String) -> Int? {
+        let host = HostNames.normalize(d.host)
+        let se = serviceEntry(for: d.host, namespace: namespace)
+        var port = d.port?.number
+        var sePort: ServicePort?
+        if let (seRes, spec) = se {
+            if let p = port {
+                sePort = spec.ports.first { $0.number == p }
+                if sePort == nil && !spec.ports.isEmpty {
+                    fail(resource, joinPath2(path, "port.number"), "port \(p) is not a port of \(seRes.key) (ports: \(spec.ports.map { String($0.number) }.joined(separator: ", ")))")
+                    return nil
+                }
+            } else if spec.ports.count == 1 {
+                sePort = spec.ports[0]
+                port = sePort!.number
+            } else if spec.ports.count > 1 {
+                fail(resource, joinPath2(path, "port"), "\(seRes.key) has several ports: destination.port.number is required")
+                return nil
+            }
+        }
+        let number = port ?? 80
+        let seHost = se.map { chooseHost($0.1.hosts, for: d.host, seNs: $0.0.namespace, ns: namespace) }
+        let nameHost = seHost ?? host
+        let key = "outbound|\(number)|\(d.subset ?? "")|\(nameHost)"
+        if let i = index[key] { return i }
+
+        let dr = destinationRule(for: d.host, namespace: namespace)
+        var policy = dr?.1.spec.trafficPolicy
+        var subsetLabels: [String: String] = [:]
+        if let sub = d.subset, let s = dr?.1.spec.subsets.first(where: { $0.name == sub }) {
+            subsetLabels = s.labels
+            if let sp = s.trafficPolicy { policy = merge(policy, sp) }
+        }
+        policy = policy?.forPort(number)
+        let connectTimeoutMs = policy?.connectionPool?.tcp?.connectTimeout?.milliseconds ?? 10_000
+
+        var resolution: ClusterResolution = .dns(host: d.host, port: number)
+        var originalDst = false
+        if let (_, spec) = se {
+            let targetPort = sePort?.targetPort ?? number
+            func endpointPort(_ e: WorkloadEntry) -> Int {
+                if let name = sePort?.name, let p = e.ports[name] { return p }
+                return targetPort
+            }
+            let eps = spec.endpoints.filter { e in subsetLabels.allSatisfy { e.labels[$0.key] == $0.value } }
+            switch spec.resolution {
+            case "STATIC":
+                resolution = .staticEndpoints(eps.compactMap { e in
+                    e.address.map { Endpoint(address: $0, port: endpointPort(e), labels: e.labels, weight: e.weight, locality: e.locality) }
+                })
+            case "DNS", "DNS_ROUND_ROBIN":
+                if let e = eps.first, let a = e.address {
+                    resolution = .dns(host: a, port: endpointPort(e))
+                } else {
+                    resolution = .dns(host: d.host, port: targetPort)
+                }
+            default:  // NONE
+                originalDst = true
+                resolution = .dns(host: d.host, port: targetPort)
+            }
+        }
+        let spec = ClusterSpec(name: key, host: nameHost, port: number, subset: d.subset, resolution: resolution,
+                               connectTimeoutMs: connectTimeoutMs, trafficPolicy: policy, serviceProtocol: sePort?.protocol,
+                               originalDestination: originalDst, serviceEntry: se?.0.key, destinationRule: dr?.0.key)
+        var final = spec
+        final.portIsDefault = port == nil
+        clusters.append(final)
+        index[key] = clusters.count - 1
+        return clusters.count - 1
+    }
+
+    private func fail(_ r: Resource, _ path: String, _ message: String) {
+        errors.append(ConfigError(kind: .invalid, file: r.source, resource: r.key.description, path: path, message: message))
+    }
+
+    /// The ServiceEntry whose hosts contain `host` (short and long Kubernetes names alike),
+    /// preferring an exact name over a wildcard, then load order.
+    private func serviceEntry(for host: String, namespace: String) -> (Resource, ServiceEntrySpec)? {
+        var wildcard: (Resource, ServiceEntrySpec)?
+        for r in entries {
+            guard let se = r.serviceEntry else { continue }
+            for h in se.spec.hosts where HostNames.sameService(h, namespace: r.namespace, host, namespace: namespace) {
+                if !h.hasPrefix("*") { return (r, se.spec) }
+                if wildcard == nil { wildcard = (r, se.spec) }
+            }
+        }
+        return wildcard
+    }
+
+    private func chooseHost(_ hosts: [String], for host: String, seNs: String, ns: String) -> String {
+        let exact = hosts.first { !$0.hasPrefix("*") && HostNames.sameService($0, namespace: seNs, host, namespace: ns) }
+        return HostNames.normalize(exact ?? host)
+    }
+
+    private func destinationRule(for host: String, namespace: String) -> (Resource, DestinationRule)? {
+        var wildcard: (Resource, DestinationRule)?
+        for r in rules {
+            guard let dr = r.destinationRule,
+                  HostNames.sameService(dr.spec.host, namespace: r.namespace, host, namespace: namespace) else { continue }
+            if !dr.spec.host.hasPrefix("*") { return (r, dr) }
+            if wildcard == nil { wildcard = (r, dr) }
+        }
+        return wildcard
+    }
+
+    /// Subset policy over the DestinationRule's: each section set in the subset replaces the top-level one.
+    private func merge(_ base: TrafficPolicy?, _ over: TrafficPolicy) -> TrafficPolicy {
+        guard var out = base else { return over }
+        if let v = over.loadBalancer { out.loadBalancer = v }
+        if let v = over.connectionPool { out.connectionPool = v }
+        if let v = over.outlierDetection { out.outlierDetection = v }
+        if let v = over.tls { out.tls = v }
+        if !over.portLevelSettings.isEmpty { out.portLevelSettings = over.portLevelSettings }
+        if let v = over.tunnel { out.tunnel = v }
+        if let v = over.proxyProtocol { out.proxyProtocol = v }
+        return out
+    }
+}
+func joinPath2(_ base: String, _ key: String) -> String { base.isEmpty ? key : base + "." + key }

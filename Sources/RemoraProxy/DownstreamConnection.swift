@@ -1,0 +1,242 @@
+import RemoraCore
+import RemoraHTTP1
+import RemoraIO
+import RemoraPolicy
+
+/// A client connection speaking HTTP/1.1 on a listener. It parses one request at a
+/// time (pipelined requests wait in the read buffer, so responses stay in order),
+/// streams the body to the upstream, and streams the response back. Both directions
+/// are bounded: a side whose peer buffer is full stops reading until it drains.
+final class DownstreamConnection: EventHandler, DeferredTask {
+    unowned let worker: ProxyWorker
+    let fd: Int32
+    let peerIP: String
+    let listener: ListenerRuntime
+    private var registration = EventLoop.Registration.none
+
+    let inBuf = ByteBuffer(capacity: 16 * 1024)
+    let outBuf = ByteBuffer(capacity: 16 * 1024)
+    var readable = false
+    var writable = true
+    private(set) var closed = false
+    /// Close once `outBuf` has been written.
+    var closing = false
+    /// Written out and half-closed: discarding input until the client closes, so unread
+    /// request bytes do not turn our last response into a TCP reset (nginx's lingering close).
+    private var lingering = false
+    static let lingerTimeoutMs = 2_000
+    private var resumeScheduled = false
+
+    // The exchange in progress (see DownstreamExchange.swift).
+    enum RequestPhase { case head, body, done, tunnel }
+    enum ResponsePhase { case waiting, streaming, done, tunnel }
+    var requestPhase = RequestPhase.head
+    var responsePhase = ResponsePhase.waiting
+    var head = RequestHead()
+    var scanFrom = 0
+    var requestBody = BodyDecoder(framing: .none)
+    var upstream: UpstreamConnection?
+    var exchangeState: ProxyState?
+    var keepAlive = true
+    var responseFraming = HeadWriter.ResponseFraming.asIs
+    var lastChunkWritten = false
+    var retried = false
+    var endpoint: EndpointRef?
+    var connectTimeoutMs = 10_000
+    /// The serialised head of a body-less request, kept to replay it once on a fresh
+    /// connection when a reused keep-alive connection turns out to be closed.
+    let replay = ByteBuffer(capacity: 512)
+
+    enum TimerPurpose { case idle, header, request, linger }
+    var timerPurpose = TimerPurpose.idle
+    lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
+
+    static let idleTimeoutMs = 300_000
+    static let headerTimeoutMs = 60_000
+    static let bodyBufferBytes = 64 * 1024
+
+    @discardableResult
+    init(worker: ProxyWorker, fd: Int32, peer: SocketAddress, listener: ListenerRuntime) {
+        self.worker = worker
+        self.fd = fd
+        self.peerIP = peer.ip
+        self.listener = listener
+        registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: self)
+        guard registration != .none else { Socket.close(fd); closed = true; return }
+        worker.accepted(self)
+        arm(.idle, DownstreamConnection.idleTimeoutMs)
+    }
+
+    var limits: ProxyLimits { worker.limits }
+    var headLimits: HTTP1Limits {
+        HTTP1Limits(maxHeadBytes: limits.maxRequestHeadersKb * 1024, maxHeaders: limits.maxHeaders)
+    }
+    /// Room left in the client-bound buffer: how much response the upstream may read.
+    var responseRoom: Int { limits.bufferLimitBytes - outBuf.count }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if events & IOEvents.writable != 0 {
+            writable = true
+            flush()
+        }
+        if !closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
+            readable = true
+            readLoop()
+        }
+    }
+
+    func runDeferred() {
+        resumeScheduled = false
+        guard !closed else { return }
+        process()
+        readLoop()
+    }
+
+    /// Continues this connection after the current event (never re-entered from a peer).
+    func scheduleResume() {
+        guard !resumeScheduled, !closed else { return }
+        resumeScheduled = true
+        worker.loop.schedule(self)
+    }
+
+    private var readCapacity: Int {
+        requestPhase == .head ? headLimits.maxHeadBytes : DownstreamConnection.bodyBufferBytes
+    }
+
+    func readLoop() {
+        if lingering { discardInput(); return }
+        while readable && !closed && !closing {
+            let cap = readCapacity
+            if inBuf.count >= cap { return }   // resumed when the buffer is consumed
+            let want = min(cap - inBuf.count, max(inBuf.capacity - inBuf.count, 4096))
+            let p = inBuf.reserve(want)
+            switch Socket.read(fd, into: p, count: want) {
+            case .bytes(let n):
+                inBuf.commit(n)
+                process()
+            case .wouldBlock:
+                readable = false
+            case .eof:
+                readable = false
+                peerClosed()
+            case .failed:
+                readable = false
+                abort()
+            }
+        }
+    }
+
+    // MARK: writing
+
+    func flush() {
+        while !outBuf.isEmpty && writable && !closed {
+            switch Socket.write(fd, outBuf.readable) {
+            case .bytes(let n): outBuf.consume(n)
+            case .wouldBlock: writable = false
+            case .eof, .failed:
+                abort()
+                return
+            }
+        }
+        guard !closed else { return }
+        if outBuf.isEmpty {
+            if closing { startLingering(); return }
+            outBuf.shrinkIfEmpty(to: 16 * 1024)
+        }
+        if let us = upstream, us.pausedForRoom, responseRoom > 0 { us.scheduleResume() }
+    }
+
+    /// Writes what is buffered, then closes.
+    func closeAfterFlush() {
+        closing = true
+        flush()
+    }
+
+    // MARK: closing
+
+    private func startLingering() {
+        guard !lingering else { return }
+        lingering = true
+        Socket.shutdownWrite(fd)
+        inBuf.clear()
+        if let us = upstream {
+            upstream = nil
+            us.abandon()
+        }
+        arm(.linger, DownstreamConnection.lingerTimeoutMs)
+        discardInput()
+    }
+
+    private func discardInput() {
+        while readable && !closed {
+            inBuf.clear()
+            switch Socket.read(fd, into: inBuf.reserve(16 * 1024), count: 16 * 1024) {
+            case .bytes: continue
+            case .wouldBlock: readable = false
+            case .eof, .failed: close()
+            }
+        }
+    }
+
+    /// The client went away.
+    private func peerClosed() {
+        if requestPhase == .head && upstream == nil && responsePhase == .waiting {
+            close()   // between requests, or a partial head: nothing to answer
+        } else if requestPhase == .tunnel {
+            closeAfterFlush()
+        } else {
+            abort()   // mid-exchange: the upstream exchange is abandoned ("DC")
+        }
+    }
+
+    /// Closes at once; an exchange in progress is abandoned and its upstream closed.
+    func abort() { close(reset: responseFraming == .closeDelimited && responsePhase == .streaming) }
+
+    func close(reset: Bool = false) {
+        guard !closed else { return }
+        closed = true
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd, registration: registration)
+        if reset { Socket.abort(fd) } else { Socket.close(fd) }
+        if let us = upstream {
+            upstream = nil
+            us.abandon()
+        }
+        exchangeState = nil
+        worker.closed(self)
+    }
+
+    /// The worker is draining: idle connections close now, busy ones after their exchange.
+    func drain() {
+        keepAlive = false
+        if requestPhase == .head && upstream == nil && responsePhase == .waiting && inBuf.isEmpty {
+            closeAfterFlush()
+        }
+    }
+
+    // MARK: timers
+
+    func arm(_ purpose: TimerPurpose, _ ms: Int) {
+        timerPurpose = purpose
+        worker.loop.arm(timer, afterMs: ms)
+    }
+
+    private func timerFired() {
+        guard !closed else { return }
+        switch timerPurpose {
+        case .idle, .header:
+            if requestPhase == .head && upstream == nil && responsePhase == .waiting {
+                if inBuf.isEmpty { close() } else {
+                    LocalReply.writeError(HTTP1Error(status: 408, reason: "request header timeout"), into: outBuf)
+                    closeAfterFlush()
+                }
+            }
+        case .request:
+            upstreamTimedOut()
+        case .linger:
+            close()
+        }
+    }
+}

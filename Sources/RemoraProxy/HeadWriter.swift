@@ -1,0 +1,122 @@
+import RemoraCore
+import RemoraHTTP1
+
+/// Serialises request and response heads for the other side of the proxy, straight
+/// from the parsed byte ranges into the destination's write buffer.
+enum HeadWriter {
+    @inline(__always) static func slice(_ buf: UnsafeRawBufferPointer, _ r: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: buf[r])
+    }
+
+    /// What the downstream side adds to a forwarded request.
+    struct RequestContext {
+        var peerIP: String
+        var forwardedProto: StaticString   // "http" / "https"
+        var edge: Bool                     // a gateway listener: x-forwarded-proto is ours, not the client's
+        var path: Range<Int>               // origin-form target (absolute-form is reduced to its path)
+        var hostFallback: String?          // written as Host when the request had none (HTTP/1.0)
+    }
+
+    static func writeRequest(_ head: RequestHead, buf: UnsafeRawBufferPointer, ctx: RequestContext,
+                             into out: ByteBuffer, random: inout FastRandom) {
+        out.append(slice(buf, head.method))
+        out.append(byte: UInt8(ascii: " "))
+        if ctx.path.isEmpty { out.append(byte: UInt8(ascii: "/")) } else { out.append(slice(buf, ctx.path)) }
+        out.append(" HTTP/1.1\r\n")
+        var hasRequestID = false
+        var hasProto = false
+        var forwardedFor = 0
+        var upgradeValue: Range<Int>?
+        for h in head.headers {
+            if h.hopByHop {
+                if h.token == .upgrade { upgradeValue = h.value }
+                continue
+            }
+            switch h.token {
+            case .xForwardedFor:
+                forwardedFor += 1
+                continue
+            case .xForwardedProto:
+                if ctx.edge { continue }
+                hasProto = true
+            case .xRequestId:
+                hasRequestID = true
+            case .expect where head.expectContinue:
+                continue   // the proxy answered 100 Continue itself (Envoy's default)
+            default:
+                break
+            }
+            writeField(h, buf: buf, into: out)
+        }
+        if ctx.hostFallback != nil, head.hostIndex == nil, let host = ctx.hostFallback {
+            out.append("host: ")
+            out.append(host)
+            out.append("\r\n")
+        }
+        // One x-forwarded-for: the client's list, then the peer that connected to us.
+        out.append("x-forwarded-for: ")
+        if forwardedFor > 0 {
+            for h in head.headers where h.token == .xForwardedFor && !h.value.isEmpty {
+                out.append(slice(buf, h.value))
+                out.append(", ")
+            }
+        }
+        out.append(ctx.peerIP)
+        out.append("\r\n")
+        if !hasProto {
+            out.append("x-forwarded-proto: ")
+            out.append(ctx.forwardedProto)
+            out.append("\r\n")
+        }
+        if !hasRequestID {
+            out.append("x-request-id: ")
+            RequestID.write(into: out, random: &random)
+            out.append("\r\n")
+        }
+        if head.framing == .chunked { out.append("transfer-encoding: chunked\r\n") }
+        if head.upgrade, let u = upgradeValue {
+            out.append("connection: upgrade\r\nupgrade: ")
+            out.append(slice(buf, u))
+            out.append("\r\n")
+        }
+        out.append("\r\n")
+    }
+
+    /// How the response body is framed towards the client.
+    enum ResponseFraming { case asIs, chunked, closeDelimited }
+
+    static func writeResponse(_ head: ResponseHead, buf: UnsafeRawBufferPointer, framing: ResponseFraming,
+                              close: Bool, keepAliveHeader: Bool, into out: ByteBuffer) {
+        out.append("HTTP/1.1 ")
+        out.append(decimal: head.status)
+        out.append(byte: UInt8(ascii: " "))
+        if head.reason.isEmpty { out.append(HTTP1Parser.reasonPhrase(head.status)) } else { out.append(slice(buf, head.reason)) }
+        out.append("\r\n")
+        var upgradeValue: Range<Int>?
+        for h in head.headers {
+            if h.hopByHop {
+                if h.token == .upgrade { upgradeValue = h.value }
+                continue
+            }
+            writeField(h, buf: buf, into: out)
+        }
+        if framing == .chunked { out.append("transfer-encoding: chunked\r\n") }
+        if head.status == 101, let u = upgradeValue {
+            out.append("connection: upgrade\r\nupgrade: ")
+            out.append(slice(buf, u))
+            out.append("\r\n")
+        } else if close {
+            out.append("connection: close\r\n")
+        } else if keepAliveHeader {
+            out.append("connection: keep-alive\r\n")
+        }
+        out.append("\r\n")
+    }
+
+    @inline(__always) static func writeField(_ h: HeaderField, buf: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        out.append(slice(buf, h.name))
+        out.append(": ")
+        out.append(slice(buf, h.value))
+        out.append("\r\n")
+    }
+}

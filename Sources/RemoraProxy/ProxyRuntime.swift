@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RemoraCore
+import RemoraIO
+import RemoraPolicy
+
+/// The control thread: binds listeners, starts the workers, and turns signals into
+/// drain (SIGTERM/SIGINT) and reload (SIGHUP).
+public final class ProxyRuntime {
+    public enum StartError: Error, CustomStringConvertible {
+        case listen(String)
+        public var description: String {
+            switch self { case .listen(let m): m }
+        }
+    }
+
+    private let controlLoop = EventLoop()
+    private let registry = EndpointRegistry()
+    private var threads: [WorkerThread] = []
+    private var workers: [ProxyWorker] = []
+    private var state: ProxyState
+    private let reload: () throws -> Snapshot
+    private var signalFD: Int32 = -1
+    private var drainedWorkers = 0
+    private var draining = false
+    private lazy var drainTimer = LoopTimer { [unowned self] in
+        Log.warning("drain timeout reached with requests still in flight; exiting")
+        self.controlLoop.stop()
+    }
+
+    /// `reload` re-reads the configuration sources (SIGHUP).
+    public init(snapshot: Snapshot, reload: @escaping () throws -> Snapshot) {
+        self.reload = reload
+        state = ProxyState.build(snapshot, version: 1, registry: registry)
+    }
+
+    /// Runs until drained after SIGTERM/SIGINT. Throws only at start-up.
+    public func run() throws(StartError) {
+        signalFD = ProcessSetup.signals()
+        ProcessSetup.raiseFileLimit()
+        let settings = state.snapshot.settings
+        let count = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+        // Bind on this thread so a port that cannot be bound fails start-up, and so port 0
+        // resolves once: the other workers bind the port the first one got.
+        var bound: [(ListenerSpec, [Int32])] = []
+        for spec in state.snapshot.listeners {
+            if spec.tls {
+                Log.warning("listener \(spec.name) (\(spec.serverProtocol) with TLS) is not served yet: TLS is not implemented")
+                continue
+            }
+            var fds: [Int32] = []
+            var port = spec.address.port
+            for _ in 0..<count {
+                do {
+                    let fd = try Socket.listen(host: spec.address.address, port: port, reusePort: true)
+                    if port == 0 { port = Socket.localPort(fd) }
+                    fds.append(fd)
+                } catch {
+                    for f in fds { Socket.close(f) }
+                    for (_, fs) in bound { for f in fs { Socket.close(f) } }
+                    throw .listen(error.description)
+                }
+            }
+            Log.info("listening on \(spec.address.address):\(port) (\(spec.name), \(spec.kind))")
+            bound.append((spec, fds))
+        }
+
+        for i in 0..<count {
+            let thread = WorkerThread(index: i)
+            let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
+            for (spec, fds) in bound {
+                worker.listeners.append(ListenerRuntime(worker: worker, fd: fds[i], spec: spec))
+            }
+            worker.onDrained = { [unowned self] in
+                self.controlLoop.post { self.workerDrained() }
+            }
+            threads.append(thread)
+            workers.append(worker)
+        }
+        for t in threads { t.start { _ in } }
+        _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
+        Log.info("serving with \(count) worker(s)")
+        controlLoop.run()
+    }
+
+    fileprivate func handleSignal(_ sig: Int32) {
+        switch sig {
+        case SIGTERM, SIGINT: beginDrain()
+        case SIGHUP: reloadNow()
+        default: break
+        }
+    }
+
+    private func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        Log.info("draining")
+        controlLoop.arm(drainTimer, afterMs: state.snapshot.settings.drainTimeoutMs)
+        for w in workers { w.loop.post { w.beginDrain() } }
+    }
+
+    private func workerDrained() {
+        drainedWorkers += 1
+        if drainedWorkers == workers.count {
+            Log.info("drained; exiting")
+            controlLoop.stop()
+        }
+    }
+
+    private func reloadNow() {
+        do {
+            let snapshot = try reload()
+            let next = ProxyState.build(snapshot, version: state.version + 1, registry: registry)
+            if Set(next.snapshot.listeners) != Set(state.snapshot.listeners) {
+                Log.warning("reload: the listener set changed; listeners are kept as they were until restart")
+            }
+            state = next
+            for w in workers { w.loop.post { w.install(next) } }
+            Log.info("configuration reloaded (version \(next.version))")
+        } catch {
+            Log.error("reload rejected, configuration unchanged: \(error)")
+        }
+    }
+}
+
+/// Reads the signalfd on the control loop.
+private final class SignalHandler: EventHandler {
+    unowned let runtime: ProxyRuntime
+    let fd: Int32
+    init(_ runtime: ProxyRuntime, fd: Int32) {
+        self.runtime = runtime
+        self.fd = fd
+    }
+
+    func handleEvent(_ events: UInt32) {
+        while true {
+            let sig = ProcessSetup.readSignal(fd)
+            if sig == 0 { return }
+            runtime.handleSignal(sig)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import RemoraCore
+import RemoraIO
+import RemoraPolicy
+
+/// One upstream endpoint as the workers use it: its address and a process-wide stable id
+/// that indexes each worker's connection pools (so pools outlive configuration changes
+/// that keep the endpoint).
+public struct EndpointRef: Sendable {
+    public let address: SocketAddress
+    public let poolID: Int
+}
+
+/// A cluster with its endpoints resolved (DNS clusters are resolved on the control
+/// thread when the state is built; the request path never resolves names).
+public struct ClusterTarget: Sendable {
+    public let spec: ClusterSpec
+    public let endpoints: [EndpointRef]
+}
+
+/// Everything a worker needs for new requests, immutable: the compiled snapshot and
+/// its resolved clusters. A request keeps the state it started with.
+public final class ProxyState: Sendable {
+    public let snapshot: Snapshot
+    public let clusters: [ClusterTarget]
+    public let version: Int
+
+    init(snapshot: Snapshot, clusters: [ClusterTarget], version: Int) {
+        self.snapshot = snapshot
+        self.clusters = clusters
+        self.version = version
+    }
+
+    /// Resolves every cluster of `snapshot`. Blocking (DNS): the control thread only.
+    public static func build(_ snapshot: Snapshot, version: Int, registry: EndpointRegistry) -> ProxyState {
+        let clusters = snapshot.clusters.map { spec -> ClusterTarget in
+            var addresses: [SocketAddress] = []
+            switch spec.resolution {
+            case .staticEndpoints(let eps):
+                for ep in eps {
+                    let resolved = SocketAddress.resolve(host: ep.address, port: ep.port)
+                    if resolved.isEmpty { Log.warning("cluster \(spec.name): cannot resolve endpoint \(ep.address)") }
+                    addresses.append(contentsOf: resolved)
+                }
+            case .dns(let host, let port):
+                addresses = SocketAddress.resolve(host: host, port: port)
+                if addresses.isEmpty { Log.warning("cluster \(spec.name): DNS gave no address for \(host)") }
+            }
+            return ClusterTarget(spec: spec, endpoints: addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) })
+        }
+        return ProxyState(snapshot: snapshot, clusters: clusters, version: version)
+    }
+}
+
+/// Gives each distinct endpoint address a small integer for the lifetime of the process.
+public final class EndpointRegistry: @unchecked Sendable {
+    private var ids: [SocketAddress: Int] = [:]
+    private let lock = Lock()
+    public init() {}
+
+    public func id(for a: SocketAddress) -> Int {
+        lock.withLock {
+            if let i = ids[a] { return i }
+            let i = ids.count
+            ids[a] = i
+            return i
+        }
+    }
+}

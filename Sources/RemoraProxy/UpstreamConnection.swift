@@ -1,0 +1,284 @@
+import RemoraCore
+import RemoraHTTP1
+import RemoraIO
+
+/// An HTTP/1.1 connection to one upstream endpoint. While attached to a downstream
+/// connection it carries that exchange; between exchanges it waits in its worker's
+/// pool, where any byte or close from the peer retires it.
+final class UpstreamConnection: EventHandler, DeferredTask {
+    unowned let worker: ProxyWorker
+    let fd: Int32
+    let endpoint: EndpointRef
+    private var registration = EventLoop.Registration.none
+
+    let inBuf = ByteBuffer(capacity: 16 * 1024)
+    let outBuf = ByteBuffer(capacity: 16 * 1024)
+    private var readable = false
+    private var writable = false
+
+    enum State { case connecting, active, pooled, closed }
+    private(set) var state = State.connecting
+    private var owner: DownstreamConnection?
+    private var exchanges = 0
+    var pausedForRoom = false
+    private var resumeScheduled = false
+
+    private enum Phase { case head, body, tunnel, done }
+    private var phase = Phase.head
+    private var response = ResponseHead()
+    private var scanFrom = 0
+    private var body = BodyDecoder(framing: .none)
+    private var requestMethod = Method.get
+
+    private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
+    static let poolIdleTimeoutMs = 60_000
+
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef) {
+        self.worker = worker
+        self.fd = fd
+        self.endpoint = endpoint
+    }
+
+    /// Starts connecting; nil if the connect failed at once.
+    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int) -> UpstreamConnection? {
+        guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
+        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint)
+        c.registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: c)
+        guard c.registration != .none else { Socket.close(fd); return nil }
+        worker.loop.arm(c.timer, afterMs: connectTimeoutMs)
+        return c
+    }
+
+    private var headLimits: HTTP1Limits {
+        HTTP1Limits(maxHeadBytes: worker.limits.maxRequestHeadersKb * 1024, maxHeaders: worker.limits.maxHeaders)
+    }
+
+    // MARK: pool
+
+    func takeFromPool() -> Bool {
+        guard state == .pooled else { return false }
+        worker.loop.cancel(timer)
+        state = .active
+        return true
+    }
+
+    func enterPool() {
+        owner = nil
+        guard state == .active, inBuf.isEmpty, outBuf.isEmpty else { close(); return }
+        state = .pooled
+        inBuf.shrinkIfEmpty(to: 16 * 1024)
+        worker.loop.arm(timer, afterMs: UpstreamConnection.poolIdleTimeoutMs)
+        if readable { readLoop() }   // the peer may have closed while we were busy
+    }
+
+    func attach(_ ds: DownstreamConnection, method: Method) {
+        owner = ds
+        requestMethod = method
+        phase = .head
+        scanFrom = 0
+        pausedForRoom = false
+    }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if state == .connecting {
+            guard events & (IOEvents.writable | IOEvents.error | IOEvents.hangup) != 0 else { return }
+            if Socket.pendingError(fd) != 0 || events & (IOEvents.error | IOEvents.hangup) != 0 && events & IOEvents.writable == 0 {
+                fail(.connectFailed)
+                return
+            }
+            state = .active
+            worker.loop.cancel(timer)
+        }
+        if events & IOEvents.writable != 0 {
+            writable = true
+            flush()
+        }
+        if state != .closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
+            readable = true
+            readLoop()
+        }
+    }
+
+    func runDeferred() {
+        resumeScheduled = false
+        guard state == .active else { return }
+        pausedForRoom = false
+        process()
+        readLoop()
+    }
+
+    func scheduleResume() {
+        guard !resumeScheduled, state != .closed else { return }
+        resumeScheduled = true
+        worker.loop.schedule(self)
+    }
+
+    private func readLoop() {
+        while readable && state != .closed {
+            if state == .pooled {
+                // Idle: any input (or EOF) means the peer is done with this connection.
+                let p = inBuf.reserve(1024)
+                if case .wouldBlock = Socket.read(fd, into: p, count: 1024) { readable = false; return }
+                worker.forget(self)
+                close()
+                return
+            }
+            guard let ds = owner else { return }
+            if ds.responseRoom <= 0 { pausedForRoom = true; return }
+            let cap = phase == .head ? headLimits.maxHeadBytes : DownstreamConnection.bodyBufferBytes
+            if inBuf.count >= cap { pausedForRoom = true; return }
+            let want = min(cap - inBuf.count, max(inBuf.capacity - inBuf.count, 4096))
+            let p = inBuf.reserve(want)
+            switch Socket.read(fd, into: p, count: want) {
+            case .bytes(let n):
+                inBuf.commit(n)
+                process()
+            case .wouldBlock:
+                readable = false
+            case .eof:
+                readable = false
+                peerClosed()
+            case .failed:
+                readable = false
+                fail(.reset)
+            }
+        }
+    }
+
+    /// Parses the response and hands it to the downstream, as far as its buffer allows.
+    private func process() {
+        while state == .active, let ds = owner {
+            switch phase {
+            case .head:
+                guard !inBuf.isEmpty else { return }
+                switch HTTP1Parser.parseResponseHead(inBuf.readable, into: &response, limits: headLimits,
+                                                     requestMethod: requestMethod, scanFrom: &scanFrom) {
+                case .incomplete:
+                    return
+                case .error:
+                    fail(.protocolError)
+                    return
+                case .complete:
+                    if response.status >= 100 && response.status < 200 && response.status != 101 {
+                        inBuf.consume(response.headBytes)   // interim (100, 103): ours to drop
+                        scanFrom = 0
+                        continue
+                    }
+                    ds.upstreamResponseHead(response, buf: inBuf.readable)
+                    inBuf.consume(response.headBytes)
+                    scanFrom = 0
+                    if response.status == 101 {
+                        phase = .tunnel
+                        continue
+                    }
+                    body = BodyDecoder(framing: response.framing)
+                    phase = .body
+                    if body.isComplete { finishResponse(); return }
+                }
+            case .body:
+                let room = ds.responseRoom
+                if room <= 0 { pausedForRoom = true; ds.flush(); return }
+                guard !inBuf.isEmpty else { ds.flush(); return }
+                let consumed: Int
+                do {
+                    consumed = try body.decode(inBuf.readable, maxData: room,
+                                               onData: { ds.upstreamResponseData($0) },
+                                               onTrailers: { ds.upstreamResponseTrailers($0) })
+                } catch {
+                    fail(.protocolError)
+                    return
+                }
+                inBuf.consume(consumed)
+                if body.isComplete { finishResponse(); return }
+                ds.flush()
+                if consumed == 0 { return }
+            case .tunnel:
+                let room = ds.responseRoom
+                if room <= 0 { pausedForRoom = true; ds.flush(); return }
+                let n = min(room, inBuf.count)
+                if n > 0 {
+                    ds.outBuf.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<n]))
+                    inBuf.consume(n)
+                }
+                ds.flush()
+                return
+            case .done:
+                return
+            }
+        }
+    }
+
+    private func finishResponse() {
+        phase = .done
+        exchanges += 1
+        let reusable = response.keepAlive && inBuf.isEmpty
+        owner?.upstreamResponseEnd(reusable: reusable)
+    }
+
+    private func peerClosed() {
+        switch phase {
+        case .body where body.finishAtEOF():
+            finishResponse()
+        case .tunnel:
+            let ds = owner
+            close()
+            ds?.upstreamTunnelClosed()
+        default:
+            fail(.reset)
+        }
+    }
+
+    // MARK: writing
+
+    func flush() {
+        guard state == .active else { return }
+        while !outBuf.isEmpty && writable {
+            switch Socket.write(fd, outBuf.readable) {
+            case .bytes(let n): outBuf.consume(n)
+            case .wouldBlock: writable = false
+            case .eof, .failed:
+                fail(.reset)
+                return
+            }
+        }
+        if outBuf.isEmpty { outBuf.shrinkIfEmpty(to: 16 * 1024) }
+        if let ds = owner, outBuf.count < worker.limits.bufferLimitBytes,
+           ds.requestPhase == .body || ds.requestPhase == .tunnel {
+            ds.scheduleResume()
+        }
+    }
+
+    // MARK: ending
+
+    private func timerFired() {
+        switch state {
+        case .connecting: fail(.connectFailed)
+        case .pooled: worker.forget(self); close()
+        default: break
+        }
+    }
+
+    private func fail(_ f: DownstreamConnection.UpstreamFailure) {
+        let ds = owner
+        let reused = exchanges > 0
+        close()
+        ds?.upstreamFailed(f, reused: reused)
+    }
+
+    /// The downstream gave up on the exchange: the connection cannot be reused.
+    func abandon() {
+        owner = nil
+        close()
+    }
+
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        owner = nil
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd, registration: registration)
+        Socket.close(fd)
+    }
+}

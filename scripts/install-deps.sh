@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need, if missing (Debian packages, pytest).
+# Idempotent: a machine that has everything installs nothing.
+set -euo pipefail
+packages=(libnghttp2-dev libssl-dev libre2-dev pkg-config curl wrk haproxy nghttp2-client)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
