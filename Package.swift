@@ -51,6 +51,7 @@ let package = Package(
         .testTarget(name: "RemoraHTTP1Tests", dependencies: ["RemoraHTTP1"], swiftSettings: settings),
         .testTarget(name: "RemoraConfigTests", dependencies: ["RemoraConfig"], swiftSettings: settings),
         .testTarget(name: "RemoraPolicyTests", dependencies: ["RemoraPolicy", "RemoraConfig"], swiftSettings: settings),
+        .testTarget(name: "RemoraProxyTests", dependencies: ["RemoraProxy", "RemoraCore", "RemoraHTTP1"], swiftSettings: settings),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -29,7 +29,8 @@ struct TimerWheel {
 
     mutating func arm(_ t: LoopTimer, deadline: UInt64, now: UInt64) {
         if t.bucket >= 0 { cancel(t) }
-        let targetTick = max(deadline / TimerWheel.tick, current + 1)
+        // Round up: a timer may fire up to one tick late, never early.
+        let targetTick = max((deadline + TimerWheel.tick - 1) / TimerWheel.tick, current + 1)
         let delta = targetTick - current
         t.deadline = deadline
         t.rounds = Int((delta - 1) / UInt64(TimerWheel.slots))

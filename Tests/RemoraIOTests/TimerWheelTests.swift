@@ -5,7 +5,8 @@ final class TimerWheelTests: XCTestCase {
     func testFiresInDeadlineOrderAcrossRounds() {
         var wheel = TimerWheel(now: 0)
         var fired: [Int] = []
-        let delays = [5, 30, 3_000, 10_000, 8, 4_200]   // some beyond one revolution (4096 ms)
+        // Distinct 8 ms ticks (order within one tick is not promised); some beyond one revolution (4096 ms).
+        let delays = [5, 30, 3_000, 10_000, 20, 4_200]
         let timers = delays.map { d in LoopTimer { fired.append(d) } }
         for (t, d) in zip(timers, delays) { wheel.arm(t, deadline: UInt64(d), now: 0) }
         var due: [LoopTimer] = []
