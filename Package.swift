@@ -5,9 +5,11 @@ import PackageDescription
 
 // Swift 5 language mode: the event loop owns its objects per thread and crosses
 // threads only through EventLoop.post, which strict Sendable checking cannot see.
+// Release builds drop the dynamic exclusivity checks (6 % of a proxied request's CPU in
+// a profile); debug builds, which the tests run, keep them.
 let settings: [SwiftSetting] = [
     .swiftLanguageMode(.v5),
-    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(

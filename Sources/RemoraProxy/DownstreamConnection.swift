@@ -8,7 +8,7 @@ import RemoraPolicy
 /// streams the body to the upstream, and streams the response back. Both directions
 /// are bounded: a side whose peer buffer is full stops reading until it drains.
 final class DownstreamConnection: EventHandler, DeferredTask {
-    unowned let worker: ProxyWorker
+    unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     let peerIP: String
     let listener: ListenerRuntime
@@ -18,6 +18,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     let outBuf = ByteBuffer(capacity: 16 * 1024)
     var readable = false
     var writable = true
+    private var peerHalfClosed = false
     private(set) var closed = false
     /// Close once `outBuf` has been written.
     var closing = false
@@ -83,6 +84,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
         }
         if !closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
             readable = true
+            if events & (IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 { peerHalfClosed = true }
             readLoop()
         }
     }
@@ -115,6 +117,9 @@ final class DownstreamConnection: EventHandler, DeferredTask {
             switch Socket.read(fd, into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
+                // A short read drained the socket: the next byte brings a new edge. Unless
+                // the peer half-closed, whose EOF would bring none (nginx's rule).
+                if n < want && !peerHalfClosed { readable = false }
                 process()
             case .wouldBlock:
                 readable = false

@@ -6,7 +6,7 @@ import RemoraIO
 /// connection it carries that exchange; between exchanges it waits in its worker's
 /// pool, where any byte or close from the peer retires it.
 final class UpstreamConnection: EventHandler, DeferredTask {
-    unowned let worker: ProxyWorker
+    unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     let endpoint: EndpointRef
     private var registration = EventLoop.Registration.none
@@ -15,6 +15,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
     let outBuf = ByteBuffer(capacity: 16 * 1024)
     private var readable = false
     private var writable = false
+    private var peerHalfClosed = false
 
     enum State { case connecting, active, pooled, closed }
     private(set) var state = State.connecting
@@ -97,6 +98,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         }
         if state != .closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
             readable = true
+            if events & (IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 { peerHalfClosed = true }
             readLoop()
         }
     }
@@ -134,6 +136,9 @@ final class UpstreamConnection: EventHandler, DeferredTask {
             switch Socket.read(fd, into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
+                // A short read drained the socket: the next byte brings a new edge. Unless
+                // the peer half-closed, whose EOF would bring none (nginx's rule).
+                if n < want && !peerHalfClosed { readable = false }
                 process()
             case .wouldBlock:
                 readable = false
