@@ -43,6 +43,8 @@ enum HeadWriter {
                 hasRequestID = true
             case .expect where head.expectContinue:
                 continue   // the proxy answered 100 Continue itself (Envoy's default)
+            case .contentLength:
+                continue   // written once below from the parsed framing ("5, 5" or repeats normalised)
             default:
                 break
             }
@@ -73,7 +75,7 @@ enum HeadWriter {
             RequestID.write(into: out, random: &random)
             out.append("\r\n")
         }
-        if head.framing == .chunked { out.append("transfer-encoding: chunked\r\n") }
+        writeFraming(head.framing, chunked: head.framing == .chunked, into: out)
         if head.upgrade, let u = upgradeValue {
             out.append("connection: upgrade\r\nupgrade: ")
             out.append(slice(buf, u))
@@ -98,9 +100,12 @@ enum HeadWriter {
                 if h.token == .upgrade { upgradeValue = h.value }
                 continue
             }
+            // Content-Length is rewritten from the framing, except where it describes a body
+            // that is not sent (HEAD, 304): there it passes as the upstream wrote it.
+            if h.token == .contentLength && head.framing != .none { continue }
             writeField(h, buf: buf, into: out)
         }
-        if framing == .chunked { out.append("transfer-encoding: chunked\r\n") }
+        writeFraming(head.framing, chunked: framing == .chunked, into: out)
         if head.status == 101, let u = upgradeValue {
             out.append("connection: upgrade\r\nupgrade: ")
             out.append(slice(buf, u))
@@ -111,6 +116,17 @@ enum HeadWriter {
             out.append("connection: keep-alive\r\n")
         }
         out.append("\r\n")
+    }
+
+    /// One clean framing header: the length the codec validated, or chunked.
+    private static func writeFraming(_ framing: BodyFraming, chunked: Bool, into out: ByteBuffer) {
+        if chunked {
+            out.append("transfer-encoding: chunked\r\n")
+        } else if case .contentLength(let n) = framing {
+            out.append("content-length: ")
+            out.append(decimal: Int(n))
+            out.append("\r\n")
+        }
     }
 
     @inline(__always) static func writeField(_ h: HeaderField, buf: UnsafeRawBufferPointer, into out: ByteBuffer) {

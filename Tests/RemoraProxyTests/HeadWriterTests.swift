@@ -133,3 +133,22 @@ final class LocalReplyTests: XCTestCase {
         XCTAssertFalse(s.contains("connection: close"))
     }
 }
+
+final class FramingNormalisationTests: XCTestCase {
+    func testRepeatedEqualContentLengthIsForwardedOnce() {
+        var bytes = Array("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\ncontent-length: 5\r\n\r\n".utf8)
+        var head = RequestHead()
+        var scan = 0
+        bytes.withUnsafeMutableBytes { mb in
+            let buf = UnsafeRawBufferPointer(mb)
+            XCTAssertEqual(HTTP1Parser.parseRequestHead(buf, into: &head, limits: HTTP1Limits(), scanFrom: &scan), .complete)
+            let out = ByteBuffer()
+            var rng = FastRandom(seed: 3)
+            let ctx = HeadWriter.RequestContext(peerIP: "1.2.3.4", forwardedProto: "http", edge: false,
+                                                path: head.target, hostFallback: nil)
+            HeadWriter.writeRequest(head, buf: buf, ctx: ctx, into: out, random: &rng)
+            let lines = String(decoding: out.bytes, as: UTF8.self).components(separatedBy: "\r\n")
+            XCTAssertEqual(lines.filter { $0.lowercased().hasPrefix("content-length") }, ["content-length: 5"])
+        }
+    }
+}
