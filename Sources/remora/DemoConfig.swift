@@ -2,10 +2,13 @@
 /// config/demo.yaml (an end-to-end test checks that the two stay identical).
 enum DemoConfig {
     static let yaml = #"""
-# The demo `make run` starts (and `remora run` without -c serves): an ingress gateway
-# on :8080 in front of two echo backends, the mainline `frontend` and the feature
-# branch `frontend-myfeature`. Only the browser session named in the first rule goes
-# to the branch, as in the feature-branch walkthrough (../shared/examples).
+# The demo `make run` starts (and `remora run` without -c serves), after the
+# feature-branch walkthrough (../shared/examples): four echo backends, the mainlines
+# `frontend` and `adservice` and their branches `frontend-myfeature` and
+# `adservice-myfeature`. At the ingress gateway (:8080) only the browser session named
+# in the first rule reaches the frontend branch; on the mesh listener (:15001, where a
+# sidecar's outbound traffic arrives) only calls carrying that `userid` reach the
+# adservice branch.
 apiVersion: remora.dev/v1alpha1
 kind: Proxy
 metadata:
@@ -49,6 +52,26 @@ spec:
   endpoints: [{address: 127.0.0.1, ports: {http: 18082}}]
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: adservice
+spec:
+  hosts: [adservice]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 18083}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: adservice-myfeature
+spec:
+  hosts: [adservice-myfeature]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 18084}}]
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: frontend
@@ -65,5 +88,22 @@ spec:
   - name: mainline
     route:
     - destination: {host: frontend}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: adservice
+spec:
+  hosts: [adservice]
+  http:
+  - name: my-userid-to-branch
+    match:
+    - headers:
+        userid: {exact: 4f9e715d-fe56-4a1e-964b-b00b607e7695}
+    route:
+    - destination: {host: adservice-myfeature}
+  - name: mainline
+    route:
+    - destination: {host: adservice}
 """#
 }
