@@ -4,6 +4,7 @@
 #include <re2/re2.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -40,3 +41,36 @@ extern "C" int cre2_full_match(const cre2_regex *re, const char *text, size_t le
 }
 
 extern "C" void cre2_free(cre2_regex *re) { delete re; }
+
+extern "C" int cre2_num_groups(const cre2_regex *re) { return re == nullptr ? 0 : re->re.NumberOfCapturingGroups(); }
+
+extern "C" int cre2_check_rewrite(const cre2_regex *re, const char *rewrite, size_t len, char *errbuf, size_t errlen) {
+    if (re == nullptr) return 0;
+    std::string error;
+    if (re->re.CheckRewriteString(re2::StringPiece(rewrite, len), &error)) return 1;
+    if (errbuf && errlen > 0) {
+        size_t n = error.size() < errlen - 1 ? error.size() : errlen - 1;
+        std::memcpy(errbuf, error.data(), n);
+        errbuf[n] = '\0';
+    }
+    return 0;
+}
+
+extern "C" char *cre2_global_replace(const cre2_regex *re, const char *text, size_t len, const char *rewrite, size_t rlen,
+                                     size_t *outlen) {
+    if (re == nullptr || outlen == nullptr) return nullptr;
+    try {
+        std::string s(text, len);
+        RE2::GlobalReplace(&s, re->re, re2::StringPiece(rewrite, rlen));
+        char *out = static_cast<char *>(std::malloc(s.size() + 1));
+        if (out == nullptr) return nullptr;
+        std::memcpy(out, s.data(), s.size());
+        out[s.size()] = '\0';
+        *outlen = s.size();
+        return out;
+    } catch (...) {  // std::bad_alloc: never let an exception cross the C boundary
+        return nullptr;
+    }
+}
+
+extern "C" void cre2_free_buffer(char *buf) { std::free(buf); }

@@ -19,7 +19,12 @@ struct HostTable<Value: Sendable>: Sendable {
     /// `host` must be normalized (lowercase, port stripped).
     func lookup(_ host: String) -> Value? {
         if let v = exact[host] { return v }
-        for (suffix, v) in suffixes where host.count > suffix.count && host.hasSuffix(suffix) { return v }
+        // Byte comparison: Character counts and hasSuffix walk grapheme clusters (both sides are normalized).
+        let h = host.utf8
+        for (suffix, v) in suffixes {
+            let sfx = suffix.utf8
+            if h.count > sfx.count && h.reversed().starts(with: sfx.reversed()) { return v }
+        }
         return star
     }
 

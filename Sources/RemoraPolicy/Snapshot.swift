@@ -10,10 +10,13 @@ public final class Snapshot: Sendable {
     /// Every compiled http rule, in VirtualService load order then rule order.
     public let routeEntries: [RouteEntry]
     /// Parallel to `listeners`.
-    let tables: [HostTable<[CompiledRule]>]
+    let tables: [HostTable<RuleList>]
+    /// Distinct header names in conditions: the size of each request's header cache.
+    let headerSlotCount: Int
 
     init(settings: ProxySettings, listeners: [ListenerSpec], clusters: [ClusterSpec], config: ConfigSet,
-         routeEntries: [RouteEntry], tables: [HostTable<[CompiledRule]>]) {
+         routeEntries: [RouteEntry], tables: [HostTable<RuleList>], headerSlotCount: Int = 0) {
+        self.headerSlotCount = headerSlotCount
         self.settings = settings
         self.listeners = listeners
         self.clusters = clusters
@@ -39,11 +42,54 @@ public final class Snapshot: Sendable {
 
     /// The first rule that matches, whatever its action.
     public func matchedRule<R: RouteRequest>(listener: Int, _ request: R) -> RouteEntry? {
-        guard listener >= 0, listener < tables.count else { return nil }
-        guard let rules = tables[listener].lookup(HostNames.stripPort(request.authority)) else { return nil }
-        var ctx = RequestContext()
-        for rule in rules where rule.matches(request, &ctx) { return rule.entry }
-        return nil
+        resolve(listener: listener, request)?.entry
+    }
+
+    /// Like `route`, for every action (route, redirect, directResponse); nil when nothing matches.
+    /// Each header a condition names is read from the request once (RequestContext), and runs of
+    /// exact header/cookie rules are one dictionary lookup (RuleList).
+    public func resolve<R: RouteRequest>(listener: Int, _ request: R) -> RouteMatchResult? {
+        guard listener >= 0, listener < tables.count,
+              let rules = tables[listener].lookup(Self.hostKey(request.authority)) else { return nil }
+        var ctx = RequestContext(headerSlots: headerSlotCount)
+        guard let (rule, m) = rules.resolve(request, &ctx) else { return nil }
+        return RouteMatchResult(entry: rule.entry, matchedPrefix: rule.matches[m].matchedPrefix)
+    }
+
+    /// HostNames.stripPort for the request path: one pass over the bytes, and no new String when the
+    /// authority is already a lowercase host without port (stripPort walks Characters and lowercases
+    /// always: half of a host-indexed lookup). Non-ASCII authorities take the general path.
+    static func hostKey(_ authority: String) -> String {
+        var a = authority
+        let fast: (end: Int, copy: Bool)? = a.withUTF8 { b in
+            var end = b.count
+            var upper = false
+            if b.first == UInt8(ascii: "[") {
+                // "[v6]:port": up to and including the bracket.
+                guard let close = b.firstIndex(of: UInt8(ascii: "]")) else { return nil }
+                end = close + 1
+            } else if let colon = b.lastIndex(of: UInt8(ascii: ":")) {
+                end = colon
+            }
+            for i in 0..<end {
+                let c = b[i]
+                if c >= 0x80 { return nil }
+                if c >= 0x41 && c <= 0x5A { upper = true }
+            }
+            if end > 1 && b[end - 1] == UInt8(ascii: ".") { end -= 1 }  // trailing dot of a FQDN
+            return (end, upper || end != b.count)
+        }
+        guard let fast else { return HostNames.stripPort(authority) }
+        if !fast.copy { return authority }
+        return a.withUTF8 { b in
+            String(unsafeUninitializedCapacity: fast.end) { out in
+                for i in 0..<fast.end {
+                    let c = b[i]
+                    out[i] = c >= 0x41 && c <= 0x5A ? c | 0x20 : c
+                }
+                return fast.end
+            }
+        }
     }
 
     /// For the admin API's explain: the rules tried in order for this request, each with whether it
@@ -51,10 +97,10 @@ public final class Snapshot: Sendable {
     /// Empty when no VirtualService host on this listener matches the authority.
     public func explain<R: RouteRequest>(listener: Int, _ request: R) -> [RouteExplanation] {
         guard listener >= 0, listener < tables.count,
-              let rules = tables[listener].lookup(HostNames.stripPort(request.authority)) else { return [] }
-        var ctx = RequestContext()
+              let list = tables[listener].lookup(Self.hostKey(request.authority)) else { return [] }
+        var ctx = RequestContext(headerSlots: headerSlotCount)
         var out: [RouteExplanation] = []
-        for rule in rules {
+        for rule in list.rules {
             let reasons = rule.failures(request, &ctx)
             out.append(RouteExplanation(entry: rule.entry, matched: reasons.isEmpty, reasons: reasons))
             if reasons.isEmpty { break }
@@ -68,6 +114,7 @@ public final class Snapshot: Sendable {
         let listeners = ListenerBuilder.build(config: config, settings: settings, errors: &errors)
         let clusterBuilder = ClusterBuilder(config: config)
         let gatewayKeys = Set(config.resources.filter { $0.kind == .gateway }.map(\.key))
+        let headerSlots = HeaderSlots()
 
         // 1. Compile every VirtualService's rules once (clusters, RE2 objects), listener-independent.
         struct CompiledVS {
@@ -109,12 +156,16 @@ public final class Snapshot: Sendable {
                         mirrors.append(MirrorTarget(cluster: c, percentage: m.percentage?.value ?? 100))
                     }
                 }
-                let entry = RouteEntry(virtualService: r.key, ruleIndex: i, rule: rule, destinations: dests, mirrors: mirrors)
+                let actions = RouteActions(rule: rule, mirrors: mirrors, path: base) { path, message in
+                    errors.append(ConfigError(kind: .invalid, file: r.source, resource: r.key.description, path: path, message: message))
+                }
+                let entry = RouteEntry(virtualService: r.key, ruleIndex: i, rule: rule, destinations: dests, mirrors: mirrors,
+                                       actions: actions)
                 entries.append(entry)
 
                 var matches: [CompiledMatch] = []
                 if rule.match.isEmpty {
-                    var m = CompiledMatch.matchAll
+                    let m = CompiledMatch()
                     m.gateways = vsGateways
                     matches.append(m)
                 }
@@ -122,7 +173,7 @@ public final class Snapshot: Sendable {
                     // sourceLabels / sourceNamespace name the workload this proxy serves: known now.
                     if !mr.sourceLabels.allSatisfy({ settings.labels[$0.key] == $0.value }) { continue }
                     if let sns = mr.sourceNamespace, sns != settings.namespace { continue }
-                    var m = CompiledMatch()
+                    let m = CompiledMatch()
                     let mpath = "\(base).match[\(j)]"
                     func compile(_ sm: StringMatch?, _ field: String, lowercase: Bool = false) -> StringMatcher? {
                         guard let sm else { return nil }
@@ -140,11 +191,17 @@ public final class Snapshot: Sendable {
                     }
                     m.ignoreUriCase = mr.ignoreUriCase
                     m.uri = compile(mr.uri, "uri", lowercase: mr.ignoreUriCase)
+                    switch mr.uri {
+                    case .prefix(let p)?: m.matchedPrefix = p
+                    case nil: m.matchedPrefix = "/"
+                    default: m.matchedPrefix = nil
+                    }
                     m.scheme = compile(mr.scheme, "scheme")
                     m.method = compile(mr.method, "method")
                     m.authority = compile(mr.authority, "authority")
-                    m.headers = named(mr.headers, "headers", lower: true)
+                    m.headers = named(mr.headers, "headers", lower: true).map { var h = $0; h.slot = headerSlots.slot(h.name); return h }
                     m.withoutHeaders = named(mr.withoutHeaders, "withoutHeaders", lower: true)
+                        .map { var h = $0; h.slot = headerSlots.slot(h.name); return h }
                     m.queryParams = named(mr.queryParams, "queryParams", lower: false)
                     m.cookies = named(mr.cookies, "cookies", lower: false)
                     m.port = mr.port
@@ -160,7 +217,7 @@ public final class Snapshot: Sendable {
         errors += clusterBuilder.errors
 
         // 2. Per listener: which VirtualServices apply, under which domains, with which rules.
-        var tables: [HostTable<[CompiledRule]>] = []
+        var tables: [HostTable<RuleList>] = []
         for l in listeners {
             let here: Set<String> = l.kind == .gateway
                 ? Set(l.servers.map { "\($0.gateway.namespace)/\($0.gateway.name)" })
@@ -196,14 +253,28 @@ public final class Snapshot: Sendable {
                     for vh in vsHosts { builder.add(vh, vi, same: ==) }
                 }
             }
-            func rulesFor(_ vss: [Int]) -> [CompiledRule] { vss.flatMap { ruleCache[$0] ?? [] } }
+            func rulesFor(_ vss: [Int]) -> RuleList { RuleList(vss.flatMap { ruleCache[$0] ?? [] }) }
             tables.append(HostTable(exact: builder.exact.mapValues(rulesFor), wildcards: builder.wildcards.mapValues(rulesFor),
                                     star: builder.star.isEmpty ? nil : rulesFor(builder.star)))
         }
 
         if !errors.isEmpty { throw ConfigErrors(errors) }
         return Snapshot(settings: settings, listeners: listeners, clusters: clusterBuilder.clusters, config: config,
-                        routeEntries: entries, tables: tables)
+                        routeEntries: entries, tables: tables, headerSlotCount: headerSlots.count)
+    }
+}
+
+/// The rule that matched a request, and how.
+public struct RouteMatchResult: Sendable {
+    public let entry: RouteEntry
+    /// The `uri.prefix` of the match entry that matched, if it matched by prefix — "/" when that entry has
+    /// no `uri` condition (the Envoy route Istio makes for it is prefix "/"); nil for exact/regex uri.
+    /// Pass it to `entry.actions.rewritePath`.
+    public let matchedPrefix: String?
+
+    public init(entry: RouteEntry, matchedPrefix: String?) {
+        self.entry = entry
+        self.matchedPrefix = matchedPrefix
     }
 }
 

@@ -29,7 +29,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     private var resumeScheduled = false
 
     // The exchange in progress (see DownstreamExchange.swift).
-    enum RequestPhase { case head, body, done, tunnel }
+    enum RequestPhase { case head, delayed, body, done, tunnel }
     enum ResponsePhase { case waiting, streaming, done, tunnel }
     var requestPhase = RequestPhase.head
     var responsePhase = ResponsePhase.waiting
@@ -44,11 +44,19 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     var retried = false
     var endpoint: EndpointRef?
     var connectTimeoutMs = 10_000
+    /// headers.response of the chosen destination, and CORS headers for the response.
+    var responseOps: HeaderOps?
+    var corsHeaders: [(String, String)] = []
+    /// Shadow copies of the request in flight (fed the request body as it streams).
+    var mirrors: [MirrorConnection] = []
+    /// A request held by a fault delay.
+    struct PendingFault { let match: RouteMatchResult; let abort: (Int, Int?)? }
+    var pendingFault: PendingFault?
     /// The serialised head of a body-less request, kept to replay it once on a fresh
     /// connection when a reused keep-alive connection turns out to be closed.
     let replay = ByteBuffer(capacity: 512)
 
-    enum TimerPurpose { case idle, header, request, linger }
+    enum TimerPurpose { case idle, header, request, linger, faultDelay }
     var timerPurpose = TimerPurpose.idle
     lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
 
@@ -209,6 +217,8 @@ final class DownstreamConnection: EventHandler, DeferredTask {
             upstream = nil
             us.abandon()
         }
+        mirrors.removeAll()
+        pendingFault = nil
         exchangeState = nil
         worker.closed(self)
     }
@@ -242,6 +252,8 @@ final class DownstreamConnection: EventHandler, DeferredTask {
             upstreamTimedOut()
         case .linger:
             close()
+        case .faultDelay:
+            faultDelayElapsed()
         }
     }
 }

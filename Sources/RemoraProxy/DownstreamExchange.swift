@@ -24,7 +24,7 @@ extension DownstreamConnection {
                 }
             case .body:
                 if !pumpRequestBody() { return }
-            case .done:
+            case .done, .delayed:
                 return
             case .tunnel:
                 pumpTunnel()
@@ -48,14 +48,77 @@ extension DownstreamConnection {
         retried = false
         responseFraming = .asIs
         lastChunkWritten = false
-        let buf = inBuf.readable
-        let req = ParsedRequest(head: head, buf: buf, scheme: "http", port: listener.spec.address.port)
-
-        guard let li = listener.listenerIndex(in: st),
-              case .route(let entry) = st.snapshot.route(listener: li, req) else {
+        responseOps = nil
+        corsHeaders = []
+        let req = ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
+        guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
             return answerLocally(.noRoute)
         }
-        let clusterIndex = entry.pickCluster(random: worker.random.next32())
+        let actions = match.entry.actions
+        if let cors = actions.cors {
+            let origin = req.header("origin")
+            let preflight = cors.preflight(method: req.method, origin: origin,
+                                           requestMethod: req.header("access-control-request-method"),
+                                           requestHeaders: req.header("access-control-request-headers"))
+            if case .respond(let headers) = preflight {
+                return answerCustom(status: 200, headers: headers, body: [], contentType: nil)
+            }
+            corsHeaders = cors.responseHeaders(origin: origin)
+        }
+        if let r = actions.redirect(scheme: req.scheme, authority: req.authority, path: req.path,
+                                    matchedPrefix: match.matchedPrefix) {
+            return answerCustom(status: r.status, headers: [("location", r.location)], body: [], contentType: nil)
+        }
+        if let d = actions.directResponse {
+            return answerCustom(status: d.status, headers: [], body: d.body, contentType: "text/plain")
+        }
+        switch actions.fault(random1: worker.random.next32(), random2: worker.random.next32()) {
+        case .none:
+            forward(match, state: st)
+        case .abort(let status, let grpc):
+            answerFaultAbort(status, grpc)
+        case .delay(let ms):
+            delayForFault(match, ms: ms, abort: nil)
+        case .delayThenAbort(let ms, let status, let grpc):
+            delayForFault(match, ms: ms, abort: (status, grpc))
+        }
+    }
+
+    /// Holds the request (its head stays in the read buffer) for a fault delay.
+    private func delayForFault(_ match: RouteMatchResult, ms: Int, abort: (Int, Int?)?) {
+        requestPhase = .delayed
+        pendingFault = PendingFault(match: match, abort: abort)
+        arm(.faultDelay, ms)
+    }
+
+    func faultDelayElapsed() {
+        guard requestPhase == .delayed, let pending = pendingFault, let st = exchangeState else { return }
+        pendingFault = nil
+        requestPhase = .head
+        if let (status, grpc) = pending.abort {
+            answerFaultAbort(status, grpc)
+        } else {
+            forward(pending.match, state: st)
+        }
+        if !closed { process() }
+    }
+
+    /// Envoy's fault abort: the status asked for, or for `grpcStatus` a 200 carrying it.
+    private func answerFaultAbort(_ status: Int, _ grpc: Int?) {
+        if let g = grpc {
+            answerCustom(status: 200, headers: [("grpc-status", String(g)), ("grpc-message", "fault filter abort")],
+                         body: [], contentType: "application/grpc")
+        } else {
+            answerCustom(status: status, headers: [], body: Array("fault filter abort".utf8), contentType: "text/plain")
+        }
+    }
+
+    /// Sends the request to a destination of the matched rule.
+    private func forward(_ match: RouteMatchResult, state st: ProxyState) {
+        let entry = match.entry
+        guard !entry.destinations.isEmpty else { return answerLocally(.noRoute) }
+        let destination = entry.pickDestination(random: worker.random.next32())
+        let clusterIndex = entry.destinations[destination].cluster
         let cluster = st.clusters[clusterIndex]
         guard let ep = worker.pickEndpoint(cluster: clusterIndex, in: st) else {
             return answerLocally(.noHealthyUpstream)
@@ -67,26 +130,68 @@ extension DownstreamConnection {
         }
         upstream = us
         us.attach(self, method: head.methodKind)
-        let ctx = HeadWriter.RequestContext(
+        let buf = inBuf.readable
+        let req = ParsedRequest(head: head, buf: buf, scheme: "http", port: listener.spec.address.port)
+        let actions = entry.actions
+        responseOps = actions.responseHeaders(destination: destination)
+        var ctx = HeadWriter.RequestContext(
             peerIP: peerIP, forwardedProto: "http", edge: listener.spec.kind == .gateway,
             path: req.pathRange,
-            hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? cluster.spec.host) : nil)
+            hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? cluster.spec.host) : nil,
+            pathRewrite: actions.rewritePath(req.path, matchedPrefix: match.matchedPrefix),
+            authorityRewrite: actions.authorityRewrite,
+            headerOps: actions.requestHeaders(destination: destination))
+        let mirrorClusters = entry.mirrors.isEmpty ? [] : actions.mirrorClusters { _ in self.worker.random.next32() }
+        if !mirrorClusters.isEmpty {
+            // The primary and its shadows carry the same request id.
+            ctx.requestID = req.header("x-request-id") == nil ? RequestID.string(random: &worker.random) : nil
+        }
         let before = us.outBuf.count
         HeadWriter.writeRequest(head, buf: buf, ctx: ctx, into: us.outBuf, random: &worker.random)
         replay.clear()
         if reused && head.framing == .none && !head.upgrade {
             replay.append(UnsafeRawBufferPointer(rebasing: us.outBuf.readable[before...]))
         }
+        for c in mirrorClusters { startMirror(cluster: c, state: st, request: req, context: ctx) }
         inBuf.consume(head.headBytes)
         scanFrom = 0
         requestBody = BodyDecoder(framing: head.framing)
         requestPhase = requestBody.isComplete ? .done : .body
+        if requestPhase == .done { mirrors.removeAll() }
         if head.expectContinue && requestPhase == .body {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flush()
         }
         if let t = entry.timeoutMs, t > 0 { arm(.request, t) }
         us.flush()
+    }
+
+    /// A fire-and-forget copy of the request (Envoy's shadowing: Host gets "-shadow"); it
+    /// never delays or affects the primary exchange.
+    private func startMirror(cluster: Int, state st: ProxyState, request req: ParsedRequest, context: HeadWriter.RequestContext) {
+        guard !head.upgrade, let ep = worker.pickEndpoint(cluster: cluster, in: st),
+              let m = MirrorConnection.start(worker: worker, endpoint: ep) else { return }
+        var ctx = context
+        ctx.authorityRewrite = MirrorConnection.shadowHost(context.authorityRewrite ?? req.authority)
+        ctx.connectionClose = true
+        HeadWriter.writeRequest(head, buf: req.buf, ctx: ctx, into: m.outBuf, random: &worker.random)
+        m.flush()
+        mirrors.append(m)
+    }
+
+    /// A reply the configuration asked for, in place of forwarding.
+    func answerCustom(status: Int, headers: [(String, String)], body: [UInt8], contentType: StaticString?) {
+        let unreadBody = requestPhase == .head || requestPhase == .delayed ? head.framing != .none : requestPhase == .body
+        if unreadBody { keepAlive = false }
+        if requestPhase == .head || requestPhase == .delayed {
+            inBuf.consume(head.headBytes)
+            scanFrom = 0
+        }
+        LocalReply.writeCustom(status: status, headers: headers + corsHeaders, body: body, contentType: contentType,
+                               close: !keepAlive, headRequest: head.methodKind == .head, into: outBuf)
+        requestPhase = .done
+        responsePhase = .done
+        finishExchange(reusable: false)
     }
 
     /// Answers with a proxy-generated response. A request body not yet read cannot be
@@ -115,21 +220,15 @@ extension DownstreamConnection {
         if inBuf.isEmpty { return false }
         let out = us.outBuf
         let chunked = head.framing == .chunked
+        let mirrors = self.mirrors
         let consumed: Int
         do {
             consumed = try requestBody.decode(inBuf.readable, maxData: room, onData: { data in
-                if chunked {
-                    let p = out.reserve(18)
-                    out.commit(HTTP1Parser.writeChunkHeader(size: data.count, to: p))
-                    out.append(data)
-                    out.append("\r\n")
-                } else {
-                    out.append(data)
-                }
+                HeadWriter.writeBody(data, chunked: chunked, into: out)
+                for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: chunked, into: m.outBuf) }
             }, onTrailers: { trailers in
-                out.append("0\r\n")
-                out.append(trailers)
-                out.append("\r\n")
+                HeadWriter.writeLastChunk(trailers, into: out)
+                for m in mirrors where m.accepts(0) { HeadWriter.writeLastChunk(trailers, into: m.outBuf) }
             })
         } catch {
             // Malformed body framing from the client: nothing more can be trusted.
@@ -147,7 +246,9 @@ extension DownstreamConnection {
             return false
         }
         inBuf.consume(consumed)
+        for m in mirrors { m.flush() }
         if requestBody.isComplete {
+            self.mirrors.removeAll()
             requestPhase = .done
             if responsePhase == .done { finishExchange(reusable: false) }
         }
@@ -185,27 +286,19 @@ extension DownstreamConnection {
         }
         if requestPhase == .body || responseFraming == .closeDelimited || worker.draining { keepAlive = false }
         HeadWriter.writeResponse(rh, buf: buf, framing: responseFraming, close: !keepAlive,
-                                 keepAliveHeader: clientHTTP10 && keepAlive, into: outBuf)
+                                 keepAliveHeader: clientHTTP10 && keepAlive, ops: responseOps, extra: corsHeaders,
+                                 into: outBuf)
         responsePhase = .streaming
     }
 
     func upstreamResponseData(_ data: UnsafeRawBufferPointer) {
         guard head.methodKind != .head else { return }
-        if responseFraming == .chunked {
-            let p = outBuf.reserve(18)
-            outBuf.commit(HTTP1Parser.writeChunkHeader(size: data.count, to: p))
-            outBuf.append(data)
-            outBuf.append("\r\n")
-        } else {
-            outBuf.append(data)
-        }
+        HeadWriter.writeBody(data, chunked: responseFraming == .chunked, into: outBuf)
     }
 
     func upstreamResponseTrailers(_ trailers: UnsafeRawBufferPointer) {
         guard responseFraming == .chunked, head.methodKind != .head else { return }
-        outBuf.append("0\r\n")
-        outBuf.append(trailers)
-        outBuf.append("\r\n")
+        HeadWriter.writeLastChunk(trailers, into: outBuf)
         lastChunkWritten = true
     }
 
@@ -273,6 +366,9 @@ extension DownstreamConnection {
         }
         exchangeState = nil
         endpoint = nil
+        mirrors.removeAll()
+        pendingFault = nil
+        responseOps = nil
         replay.clear()
         requestPhase = .head
         responsePhase = .waiting

@@ -1,5 +1,6 @@
 import RemoraCore
 import RemoraHTTP1
+import RemoraPolicy
 
 /// Serialises request and response heads for the other side of the proxy, straight
 /// from the parsed byte ranges into the destination's write buffer.
@@ -15,14 +16,45 @@ enum HeadWriter {
         var edge: Bool                     // a gateway listener: x-forwarded-proto is ours, not the client's
         var path: Range<Int>               // origin-form target (absolute-form is reduced to its path)
         var hostFallback: String?          // written as Host when the request had none (HTTP/1.0)
+        var pathRewrite: String?           // VirtualService rewrite.uri / uriRegexRewrite result
+        var authorityRewrite: String?      // rewrite.authority (or a mirror's "-shadow" host)
+        var headerOps: HeaderOps?          // headers.request at route and destination level
+        var connectionClose = false        // a mirror asks the upstream to close after answering
+        var requestID: String?             // shared by a request and its mirrors
+    }
+
+    /// A run of body bytes, chunk-framed when the body is chunked.
+    @inline(__always) static func writeBody(_ data: UnsafeRawBufferPointer, chunked: Bool, into out: ByteBuffer) {
+        if chunked {
+            let p = out.reserve(18)
+            out.commit(HTTP1Parser.writeChunkHeader(size: data.count, to: p))
+            out.append(data)
+            out.append("\r\n")
+        } else {
+            out.append(data)
+        }
+    }
+
+    /// The last chunk with its trailer section.
+    static func writeLastChunk(_ trailers: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        out.append("0\r\n")
+        out.append(trailers)
+        out.append("\r\n")
     }
 
     static func writeRequest(_ head: RequestHead, buf: UnsafeRawBufferPointer, ctx: RequestContext,
                              into out: ByteBuffer, random: inout FastRandom) {
         out.append(slice(buf, head.method))
         out.append(byte: UInt8(ascii: " "))
-        if ctx.path.isEmpty { out.append(byte: UInt8(ascii: "/")) } else { out.append(slice(buf, ctx.path)) }
+        if let p = ctx.pathRewrite {
+            out.append(p)
+        } else if ctx.path.isEmpty {
+            out.append(byte: UInt8(ascii: "/"))
+        } else {
+            out.append(slice(buf, ctx.path))
+        }
         out.append(" HTTP/1.1\r\n")
+        let ops = ctx.headerOps.flatMap { $0.isEmpty ? nil : $0 }
         var hasRequestID = false
         var hasProto = false
         var forwardedFor = 0
@@ -45,16 +77,21 @@ enum HeadWriter {
                 continue   // the proxy answered 100 Continue itself (Envoy's default)
             case .contentLength:
                 continue   // written once below from the parsed framing ("5, 5" or repeats normalised)
+            case .host where ctx.authorityRewrite != nil:
+                continue
             default:
                 break
             }
+            if let ops, ops.drops(name: slice(buf, h.name)) { continue }
             writeField(h, buf: buf, into: out)
         }
-        if ctx.hostFallback != nil, head.hostIndex == nil, let host = ctx.hostFallback {
+        if let host = ctx.authorityRewrite ?? (head.hostIndex == nil ? ctx.hostFallback : nil) {
             out.append("host: ")
             out.append(host)
             out.append("\r\n")
         }
+        if let ops { writeOps(ops, into: out) }
+        if ctx.connectionClose { out.append("connection: close\r\n") }
         // One x-forwarded-for: the client's list, then the peer that connected to us.
         out.append("x-forwarded-for: ")
         if forwardedFor > 0 {
@@ -72,7 +109,7 @@ enum HeadWriter {
         }
         if !hasRequestID {
             out.append("x-request-id: ")
-            RequestID.write(into: out, random: &random)
+            if let id = ctx.requestID { out.append(id) } else { RequestID.write(into: out, random: &random) }
             out.append("\r\n")
         }
         writeFraming(head.framing, chunked: head.framing == .chunked, into: out)
@@ -88,7 +125,9 @@ enum HeadWriter {
     enum ResponseFraming { case asIs, chunked, closeDelimited }
 
     static func writeResponse(_ head: ResponseHead, buf: UnsafeRawBufferPointer, framing: ResponseFraming,
-                              close: Bool, keepAliveHeader: Bool, into out: ByteBuffer) {
+                              close: Bool, keepAliveHeader: Bool, ops: HeaderOps? = nil,
+                              extra: [(String, String)] = [], into out: ByteBuffer) {
+        let ops = ops.flatMap { $0.isEmpty ? nil : $0 }
         out.append("HTTP/1.1 ")
         out.append(decimal: head.status)
         out.append(byte: UInt8(ascii: " "))
@@ -103,8 +142,11 @@ enum HeadWriter {
             // Content-Length is rewritten from the framing, except where it describes a body
             // that is not sent (HEAD, 304): there it passes as the upstream wrote it.
             if h.token == .contentLength && head.framing != .none { continue }
+            if let ops, ops.drops(name: slice(buf, h.name)) { continue }
             writeField(h, buf: buf, into: out)
         }
+        if let ops { writeOps(ops, into: out) }
+        for (name, value) in extra { writeLine(name, value, into: out) }
         writeFraming(head.framing, chunked: framing == .chunked, into: out)
         if head.status == 101, let u = upgradeValue {
             out.append("connection: upgrade\r\nupgrade: ")
@@ -115,6 +157,19 @@ enum HeadWriter {
         } else if keepAliveHeader {
             out.append("connection: keep-alive\r\n")
         }
+        out.append("\r\n")
+    }
+
+    /// `set` then `add` (removed and replaced names were already skipped by `drops`).
+    static func writeOps(_ ops: HeaderOps, into out: ByteBuffer) {
+        for (name, value) in ops.set { writeLine(name, value, into: out) }
+        for (name, value) in ops.add { writeLine(name, value, into: out) }
+    }
+
+    static func writeLine(_ name: String, _ value: String, into out: ByteBuffer) {
+        out.append(name)
+        out.append(": ")
+        out.append(value)
         out.append("\r\n")
     }
 

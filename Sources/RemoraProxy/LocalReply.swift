@@ -30,6 +30,16 @@ struct LocalReply {
         if !headRequest { out.append(body) }
     }
 
+    /// A reply the configuration asked for (redirect, directResponse, fault abort, CORS
+    /// preflight): any status, extra headers, a body.
+    static func writeCustom(status: Int, headers: [(String, String)], body: [UInt8], contentType: StaticString?,
+                            close: Bool, headRequest: Bool, into out: ByteBuffer) {
+        writeHead(into: out, status: status, contentLength: body.count, close: close, contentType: contentType)
+        for (name, value) in headers { HeadWriter.writeLine(name, value, into: out) }
+        out.append("\r\n")
+        if !headRequest { body.withUnsafeBytes { out.append($0) } }
+    }
+
     /// A reply for a request the codec rejected (400, 431, …): always closes.
     static func writeError(_ e: HTTP1Error, into out: ByteBuffer) {
         let text = e.reason
@@ -38,14 +48,20 @@ struct LocalReply {
         out.append(text)
     }
 
-    private static func writeHead(into out: ByteBuffer, status: Int, contentLength: Int, close: Bool) {
+    private static func writeHead(into out: ByteBuffer, status: Int, contentLength: Int, close: Bool,
+                                  contentType: StaticString? = "text/plain") {
         out.append("HTTP/1.1 ")
         out.append(decimal: status)
         out.append(byte: UInt8(ascii: " "))
         out.append(HTTP1Parser.reasonPhrase(status))
         out.append("\r\ncontent-length: ")
         out.append(decimal: contentLength)
-        out.append("\r\ncontent-type: text/plain\r\n")
+        out.append("\r\n")
+        if let ct = contentType {
+            out.append("content-type: ")
+            out.append(ct)
+            out.append("\r\n")
+        }
         if close { out.append("connection: close\r\n") }
     }
 }

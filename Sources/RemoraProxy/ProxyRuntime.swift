@@ -24,6 +24,11 @@ public final class ProxyRuntime {
     private var signalFD: Int32 = -1
     private var drainedWorkers = 0
     private var draining = false
+    /// DNS clusters are re-resolved on their own thread (getaddrinfo blocks), never on a worker.
+    private let resolver = WorkerThread(index: -1)
+    private var resolving = false
+    static let dnsRefreshMs = 30_000
+    private lazy var dnsTimer = LoopTimer { [unowned self] in self.refreshDNS() }
     private lazy var drainTimer = LoopTimer { [unowned self] in
         Log.warning("drain timeout reached with requests still in flight; exiting")
         self.controlLoop.stop()
@@ -81,6 +86,8 @@ public final class ProxyRuntime {
         }
         for t in threads { t.start { _ in } }
         _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
+        resolver.start { _ in }
+        controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
         Log.info("serving with \(count) worker(s)")
         controlLoop.run()
     }
@@ -106,6 +113,26 @@ public final class ProxyRuntime {
         if drainedWorkers == workers.count {
             Log.info("drained; exiting")
             controlLoop.stop()
+        }
+    }
+
+    private func refreshDNS() {
+        controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
+        let current = state
+        let hasDNS = current.snapshot.clusters.contains { if case .dns = $0.resolution { true } else { false } }
+        guard hasDNS, !resolving, !draining else { return }
+        resolving = true
+        let registry = self.registry
+        resolver.loop.post { [controlLoop] in
+            let fresh = ProxyState.build(current.snapshot, version: current.version, registry: registry)
+            controlLoop.post { [unowned self] in
+                self.resolving = false
+                // Install only if no reload happened meanwhile and an address changed.
+                guard self.state === current, !fresh.sameEndpoints(as: current) else { return }
+                self.state = fresh
+                for w in self.workers { w.loop.post { w.install(fresh) } }
+                Log.info("DNS refresh: cluster endpoints changed")
+            }
         }
     }
 

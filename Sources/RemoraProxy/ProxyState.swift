@@ -30,6 +30,14 @@ public final class ProxyState: Sendable {
         self.version = version
     }
 
+    /// Whether every cluster resolved to the same addresses (a DNS refresh changed nothing).
+    func sameEndpoints(as other: ProxyState) -> Bool {
+        guard clusters.count == other.clusters.count else { return false }
+        return zip(clusters, other.clusters).allSatisfy { a, b in
+            a.endpoints.map(\.poolID) == b.endpoints.map(\.poolID)
+        }
+    }
+
     /// Resolves every cluster of `snapshot`. Blocking (DNS): the control thread only.
     public static func build(_ snapshot: Snapshot, version: Int, registry: EndpointRegistry) -> ProxyState {
         let clusters = snapshot.clusters.map { spec -> ClusterTarget in

@@ -6,6 +6,13 @@ enum RequestID {
     static let length = 36
     private static let hex: StaticString = "0123456789abcdef"
 
+    /// The same as a String (for a request id shared with mirrors).
+    static func string(random: inout FastRandom) -> String {
+        let b = ByteBuffer(capacity: 64)
+        write(into: b, random: &random)
+        return String(decoding: b.readable, as: UTF8.self)
+    }
+
     static func write(into out: ByteBuffer, random: inout FastRandom) {
         var hi = random.next()
         var lo = random.next()

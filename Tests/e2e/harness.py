@@ -514,3 +514,30 @@ def curl(*args, timeout: float = 60) -> subprocess.CompletedProcess:
     """curl -sS ARGS (bytes output); the caller adds -o/-w/--max-time as it needs."""
     return subprocess.run(["curl", "-sS", *map(str, args)], capture_output=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------------------
+# routing builders (used by the test_routing_* modules)
+
+def gateway_resource(name: str, port: int, hosts: list[str] | None = None,
+                     ns: str = "istio-system", selector: dict | None = None) -> dict:
+    """A Gateway with one plain-HTTP server on `port`."""
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "selector": selector or {"istio": "ingressgateway"},
+            "servers": [{"port": {"number": port, "name": "http", "protocol": "HTTP"},
+                         "hosts": hosts or ["*"]}],
+        },
+    }
+
+
+def destination_rule(name: str, host: str, subsets: dict[str, dict], ns: str = "default") -> dict:
+    """subsets: {subset name: labels}."""
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"host": host,
+                 "subsets": [{"name": n, "labels": labels} for n, labels in subsets.items()]},
+    }

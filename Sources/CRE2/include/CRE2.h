@@ -20,6 +20,21 @@ int cre2_full_match(const cre2_regex *re, const char *text, size_t len);
 
 void cre2_free(cre2_regex *re);
 
+/// Number of capturing groups in the pattern.
+int cre2_num_groups(const cre2_regex *re);
+
+/// 1 if `rewrite` (RE2 syntax: \0..\9 name capture groups, \\ a backslash) is valid for this pattern
+/// (no reference to a group it does not have); otherwise 0 with RE2's message in errbuf.
+int cre2_check_rewrite(const cre2_regex *re, const char *rewrite, size_t len, char *errbuf, size_t errlen);
+
+/// RE2::GlobalReplace: every non-overlapping match of `text` replaced by `rewrite` (Envoy's
+/// regex_rewrite). Returns a malloc'ed buffer of *outlen bytes (free it with cre2_free_buffer), or
+/// NULL on allocation failure. The result is returned even when nothing matched (a copy of text).
+char *cre2_global_replace(const cre2_regex *re, const char *text, size_t len, const char *rewrite, size_t rlen,
+                          size_t *outlen);
+
+void cre2_free_buffer(char *buf);
+
 #ifdef __cplusplus
 }
 #endif
