@@ -22,7 +22,11 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         let n = remora_addr_resolve(host, Int32(port), &out, 16)
         guard n > 0 else { return [] }
         var seen = Set<SocketAddress>()
-        return out[0..<Int(n)].map(SocketAddress.init(raw:)).filter { seen.insert($0).inserted }
+        let all = out[0..<Int(n)].map(SocketAddress.init(raw:)).filter { seen.insert($0).inserted }
+        // IPv4 when the name has both (Istio's V4 preference): "localhost" must not round-robin
+        // onto ::1 where a v4-only backend refuses.
+        let v4 = all.filter { !$0.ip.contains(":") }
+        return v4.isEmpty ? all : v4
     }
 
     public var ip: String {
