@@ -90,6 +90,8 @@ def test_rewrite_uri_prefix_authority_and_regex(env):
     proxy = _start(env, {"rw-backend.local": echo.port}, [_vs("rw", host, [
         {"name": "prefix", "match": [{"uri": {"prefix": "/old"}}],
          "rewrite": {"uri": "/new"}, "route": [{"destination": _dest("rw-backend.local")}]},
+        {"name": "exact", "match": [{"uri": {"exact": "/exact"}}],
+         "rewrite": {"uri": "/replaced/whole"}, "route": [{"destination": _dest("rw-backend.local")}]},
         {"name": "authority", "match": [{"uri": {"prefix": "/auth"}}],
          "rewrite": {"authority": "internal.example"}, "route": [{"destination": _dest("rw-backend.local")}]},
         {"name": "regex", "match": [{"uri": {"prefix": "/service/"}}],
@@ -116,6 +118,8 @@ def test_rewrite_uri_prefix_authority_and_regex(env):
     # prefix match: the matched prefix is replaced, the rest of the path and the query kept
     expect("/old/item?x=1&y=2", "/new/item?x=1&y=2", host, "rewrite.uri after prefix /old")
     expect("/old", "/new", host, "rewrite.uri after prefix /old")
+    # not a prefix match: the whole path is replaced, the query kept
+    expect("/exact?q=1", "/replaced/whole?q=1", host, "rewrite.uri after exact /exact")
     # authority: the backend sees the new Host, the path is untouched
     expect("/auth/z?q=1", "/auth/z?q=1", "internal.example", "rewrite.authority")
     # uriRegexRewrite with capture groups (RE2 \N substitutions)
@@ -143,18 +147,24 @@ def test_redirect(env):
         rule("/r/port", {"port": 8443}),
         rule("/r/all", {"uri": "/x/y", "authority": "other.example", "scheme": "https", "port": 8443,
                         "redirectCode": 308}),
+        # Istio: redirect.uri replaces the entire path even when the match was a prefix
+        {"match": [{"uri": {"prefix": "/r/prefix"}}], "redirect": {"uri": "/whole"}},
         {"route": [{"destination": _dest("rd-backend.local")}]},
     ])], "redirect")
     port = proxy.port
 
     cases = [
-        # path, status, (scheme, host[:port], path) of Location
+        # path, status, (scheme, host[:port], path[?query]) of Location
         ("/r/default", 301, ("http", host, "/new/default")),
         ("/r/302", 302, ("http", host, "/new/302")),
         ("/r/authority", 301, ("http", "other.example", "/r/authority")),
         ("/r/scheme", 301, ("https", host, "/r/scheme")),
         ("/r/port", 301, ("http", f"{host}:8443", "/r/port")),
         ("/r/all", 308, ("https", "other.example:8443", "/x/y")),
+        ("/r/prefix/deep/er", 301, ("http", host, "/whole")),
+        # the path is swapped, the query string is not part of it (Envoy keeps it:
+        # path_redirect without a query, strip_query unset)
+        ("/r/default?bar=1", 301, ("http", host, "/new/default?bar=1")),
     ]
     failures = []
     for path, status, (scheme, netloc, lpath) in cases:
@@ -165,7 +175,7 @@ def test_redirect(env):
                             f"got {r.status} Location={loc!r} body={r.body[:120]!r}")
             continue
         u = urlsplit(loc)
-        if (u.scheme, u.netloc, u.path) != (scheme, netloc, lpath):
+        if (u.scheme, u.netloc, u.path + (f"?{u.query}" if u.query else "")) != (scheme, netloc, lpath):
             failures.append(f"GET {path}: expected Location {scheme}://{netloc}{lpath}, got {loc!r}")
     assert not failures, "\n".join(failures)
     assert rec.heads_seen == 0, f"redirected requests reached the backend: {[q.target for q in rec.requests]}"
@@ -378,6 +388,7 @@ def test_cors_policy(env):
             "allowHeaders": ["x-custom", "content-type"],
             "exposeHeaders": ["x-exposed"],
             "maxAge": "24h",
+            "allowCredentials": True,
         },
         "route": [{"destination": _dest("cors-backend.local")}]}])], "cors")
     port = proxy.port
@@ -399,6 +410,8 @@ def test_cors_policy(env):
         problems.append(f"access-control-allow-headers={r.header('access-control-allow-headers')!r}")
     if r.header("access-control-max-age") != "86400":
         problems.append(f"access-control-max-age={r.header('access-control-max-age')!r}, expected '86400' (24h)")
+    if r.header("access-control-allow-credentials") != "true":
+        problems.append(f"access-control-allow-credentials={r.header('access-control-allow-credentials')!r}")
     time.sleep(0.1)
     if rec.heads_seen:
         problems.append(f"the backend saw the preflight: {[(q.method, q.target) for q in rec.requests]}")
