@@ -46,6 +46,7 @@ let package = Package(
                           dependencies: ["RemoraProxy", "RemoraEcho", "RemoraConfig", "RemoraPolicy",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: settings),
+        .executableTarget(name: "RemoraRouteBench", dependencies: ["RemoraPolicy", "RemoraConfig"], swiftSettings: settings),
 
         // Unit tests beside each module (end-to-end tests live in Tests/e2e, pytest)
         .testTarget(name: "RemoraCoreTests", dependencies: ["RemoraCore"], swiftSettings: settings),

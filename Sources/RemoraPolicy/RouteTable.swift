@@ -147,11 +147,7 @@ final class CompiledMatch: @unchecked Sendable {
         if let scheme, !scheme.matches(ctx.scheme(req)) { return false }
         if let method, !method.matches(ctx.method(req)) { return false }
         if let authority, !authority.matches(ctx.authority(req)) { return false }
-        var i = 0
-        while i < headers.count {
-            if !headers[i].matcher.matches(ctx.header(headers[i].name, slot: headers[i].slot, req)) { return false }
-            i += 1
-        }
+        for h in headers where !h.matcher.matches(ctx.header(h.name, slot: h.slot, req)) { return false }
         for h in withoutHeaders where Self.withoutMatches(h, ctx.header(h.name, slot: h.slot, req)) { return false }
         for q in queryParams where !q.matcher.matches(ctx.queryParam(q.name, req)) { return false }
         for c in cookies where !c.matcher.matches(ctx.cookie(c.name, req)) { return false }
@@ -205,11 +201,7 @@ final class CompiledRule: Sendable {
 
     /// The index of the first match entry that matches.
     func firstMatch<R: RouteRequest>(_ req: R, _ ctx: inout RequestContext) -> Int? {
-        var i = 0
-        while i < matches.count {
-            if matches[i].matches(req, &ctx) { return i }
-            i += 1
-        }
+        for i in matches.indices where matches[i].matches(req, &ctx) { return i }
         return nil
     }
 
@@ -233,8 +225,22 @@ struct RuleList: Sendable {
     private let steps: [Step]
 
     private enum Step: Sendable {
-        case rule(Int)
+        /// A rule tried in full — after its gate, when it has one.
+        case rule(Int, gate: Gate?)
         case exactRun(key: ExactKey, first: [String: Int])
+    }
+
+    /// The first header condition of a single-entry rule, kept inline in the step: most rules of a long
+    /// scan fail on it, and checking it here skips loading the rule's objects (and their reference
+    /// counting), which was most of the cost of a scan.
+    private struct Gate: Sendable {
+        var slot: Int
+        var matcher: StringMatcher
+    }
+
+    private static func gate(_ rule: CompiledRule) -> Gate? {
+        guard rule.matches.count == 1, let h = rule.matches[0].headers.first, h.slot >= 0 else { return nil }
+        return Gate(slot: h.slot, matcher: h.matcher)
     }
 
     /// Shorter runs are scanned: a few string compares cost less than hashing the value.
@@ -246,7 +252,7 @@ struct RuleList: Sendable {
         var i = 0
         while i < rules.count {
             guard rules[i].matches.count == 1, let (key, _) = rules[i].matches[0].soleExact else {
-                steps.append(.rule(i)); i += 1; continue
+                steps.append(.rule(i, gate: Self.gate(rules[i]))); i += 1; continue
             }
             var j = i
             var first: [String: Int] = [:]
@@ -257,7 +263,7 @@ struct RuleList: Sendable {
             if j - i >= Self.minimumRun {
                 steps.append(.exactRun(key: key, first: first))
             } else {
-                steps += (i..<j).map { .rule($0) }
+                steps += (i..<j).map { .rule($0, gate: Self.gate(rules[$0])) }
             }
             i = j
         }
@@ -268,7 +274,8 @@ struct RuleList: Sendable {
     func resolve<R: RouteRequest>(_ req: R, _ ctx: inout RequestContext) -> (rule: CompiledRule, match: Int)? {
         for step in steps {
             switch step {
-            case .rule(let i):
+            case .rule(let i, let gate):
+                if let gate, !gate.matcher.matches(ctx.header(slot: gate.slot, req)) { continue }
                 let rule = rules[i]
                 if let m = rule.firstMatch(req, &ctx) { return (rule, m) }
             case .exactRun(let key, let first):
@@ -287,12 +294,14 @@ struct RuleList: Sendable {
 /// Gives each header name used by a condition a slot in the per-request header cache, so a header is
 /// looked up (and its String made) once per request however many rules test it.
 final class HeaderSlots {
-    private(set) var names: [String: Int] = [:]
-    var count: Int { names.count }
+    private var slots: [String: Int] = [:]
+    /// Indexed by slot.
+    private(set) var names: [String] = []
 
     func slot(_ name: String) -> Int {
-        if let s = names[name] { return s }
-        names[name] = names.count
+        if let s = slots[name] { return s }
+        slots[name] = names.count
+        names.append(name)
         return names.count - 1
     }
 }
@@ -305,7 +314,8 @@ struct RequestContext {
         case value(String)
     }
 
-    private let headerSlots: Int
+    /// Header names by slot (Snapshot.headerNames).
+    private let headerNames: [String]
     /// Allocated on the first header condition.
     private var headerCache: [Cached] = []
     private var fullPath: String?
@@ -318,16 +328,21 @@ struct RequestContext {
     private var query: [(String, String)]?
     private var cookieList: [(String, String)]?
 
-    init(headerSlots: Int = 0) { self.headerSlots = headerSlots }
+    init(headerNames: [String] = []) { self.headerNames = headerNames }
 
     mutating func header<R: RouteRequest>(_ name: String, slot: Int, _ req: R) -> String? {
-        guard slot >= 0, slot < headerSlots else { return req.routeHeader(name) }
-        if headerCache.isEmpty { headerCache = Array(repeating: .unknown, count: headerSlots) }
+        guard slot >= 0, slot < headerNames.count else { return req.routeHeader(name) }
+        return header(slot: slot, req)
+    }
+
+    /// `slot` must be a slot of this snapshot's headerNames.
+    mutating func header<R: RouteRequest>(slot: Int, _ req: R) -> String? {
+        if headerCache.isEmpty { headerCache = Array(repeating: .unknown, count: headerNames.count) }
         switch headerCache[slot] {
         case .absent: return nil
         case .value(let v): return v
         case .unknown:
-            let v = req.routeHeader(name)
+            let v = req.routeHeader(headerNames[slot])
             headerCache[slot] = v.map { .value($0) } ?? .absent
             return v
         }

@@ -11,12 +11,12 @@ public final class Snapshot: Sendable {
     public let routeEntries: [RouteEntry]
     /// Parallel to `listeners`.
     let tables: [HostTable<RuleList>]
-    /// Distinct header names in conditions: the size of each request's header cache.
-    let headerSlotCount: Int
+    /// Distinct header names in conditions, by slot of each request's header cache.
+    let headerNames: [String]
 
     init(settings: ProxySettings, listeners: [ListenerSpec], clusters: [ClusterSpec], config: ConfigSet,
-         routeEntries: [RouteEntry], tables: [HostTable<RuleList>], headerSlotCount: Int = 0) {
-        self.headerSlotCount = headerSlotCount
+         routeEntries: [RouteEntry], tables: [HostTable<RuleList>], headerNames: [String] = []) {
+        self.headerNames = headerNames
         self.settings = settings
         self.listeners = listeners
         self.clusters = clusters
@@ -51,7 +51,7 @@ public final class Snapshot: Sendable {
     public func resolve<R: RouteRequest>(listener: Int, _ request: R) -> RouteMatchResult? {
         guard listener >= 0, listener < tables.count,
               let rules = tables[listener].lookup(Self.hostKey(request.authority)) else { return nil }
-        var ctx = RequestContext(headerSlots: headerSlotCount)
+        var ctx = RequestContext(headerNames: headerNames)
         guard let (rule, m) = rules.resolve(request, &ctx) else { return nil }
         return RouteMatchResult(entry: rule.entry, matchedPrefix: rule.matches[m].matchedPrefix)
     }
@@ -98,7 +98,7 @@ public final class Snapshot: Sendable {
     public func explain<R: RouteRequest>(listener: Int, _ request: R) -> [RouteExplanation] {
         guard listener >= 0, listener < tables.count,
               let list = tables[listener].lookup(Self.hostKey(request.authority)) else { return [] }
-        var ctx = RequestContext(headerSlots: headerSlotCount)
+        var ctx = RequestContext(headerNames: headerNames)
         var out: [RouteExplanation] = []
         for rule in list.rules {
             let reasons = rule.failures(request, &ctx)
@@ -260,7 +260,7 @@ public final class Snapshot: Sendable {
 
         if !errors.isEmpty { throw ConfigErrors(errors) }
         return Snapshot(settings: settings, listeners: listeners, clusters: clusterBuilder.clusters, config: config,
-                        routeEntries: entries, tables: tables, headerSlotCount: headerSlots.count)
+                        routeEntries: entries, tables: tables, headerNames: headerSlots.names)
     }
 }
 

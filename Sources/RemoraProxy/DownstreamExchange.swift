@@ -54,6 +54,22 @@ extension DownstreamConnection {
         guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
             return answerLocally(.noRoute)
         }
+        // Istio's HTTP filter order: fault, then CORS, then the router (redirect,
+        // directResponse, forwarding).
+        switch match.entry.actions.fault(random1: worker.random.next32(), random2: worker.random.next32()) {
+        case .none:
+            continueExchange(match, state: st, request: req)
+        case .abort(let status, let grpc):
+            answerFaultAbort(status, grpc)
+        case .delay(let ms):
+            delayForFault(match, ms: ms, abort: nil)
+        case .delayThenAbort(let ms, let status, let grpc):
+            delayForFault(match, ms: ms, abort: (status, grpc))
+        }
+    }
+
+    /// CORS, then the rule's action.
+    private func continueExchange(_ match: RouteMatchResult, state st: ProxyState, request req: ParsedRequest) {
         let actions = match.entry.actions
         if let cors = actions.cors {
             let origin = req.header("origin")
@@ -66,22 +82,13 @@ extension DownstreamConnection {
             corsHeaders = cors.responseHeaders(origin: origin)
         }
         if let r = actions.redirect(scheme: req.scheme, authority: req.authority, path: req.path,
-                                    matchedPrefix: match.matchedPrefix) {
+                                    matchedPrefix: match.matchedPrefix, listenerPort: req.port) {
             return answerCustom(status: r.status, headers: [("location", r.location)], body: [], contentType: nil)
         }
         if let d = actions.directResponse {
             return answerCustom(status: d.status, headers: [], body: d.body, contentType: "text/plain")
         }
-        switch actions.fault(random1: worker.random.next32(), random2: worker.random.next32()) {
-        case .none:
-            forward(match, state: st)
-        case .abort(let status, let grpc):
-            answerFaultAbort(status, grpc)
-        case .delay(let ms):
-            delayForFault(match, ms: ms, abort: nil)
-        case .delayThenAbort(let ms, let status, let grpc):
-            delayForFault(match, ms: ms, abort: (status, grpc))
-        }
+        forward(match, state: st)
     }
 
     /// Holds the request (its head stays in the read buffer) for a fault delay.
@@ -98,7 +105,8 @@ extension DownstreamConnection {
         if let (status, grpc) = pending.abort {
             answerFaultAbort(status, grpc)
         } else {
-            forward(pending.match, state: st)
+            let req = ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
+            continueExchange(pending.match, state: st, request: req)
         }
         if !closed { process() }
     }
@@ -139,7 +147,7 @@ extension DownstreamConnection {
             path: req.pathRange,
             hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? cluster.spec.host) : nil,
             pathRewrite: actions.rewritePath(req.path, matchedPrefix: match.matchedPrefix),
-            authorityRewrite: actions.authorityRewrite,
+            authorityRewrite: actions.authorityRewrite(destination: destination),
             headerOps: actions.requestHeaders(destination: destination))
         let mirrorClusters = entry.mirrors.isEmpty ? [] : actions.mirrorClusters { _ in self.worker.random.next32() }
         if !mirrorClusters.isEmpty {

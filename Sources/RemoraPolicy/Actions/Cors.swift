@@ -11,6 +11,8 @@ public enum PreflightResult: Sendable {
 /// ",", maxAge in whole seconds, `allowOrigins` else the deprecated exact `allowOrigin`).
 public struct CompiledCors: Sendable {
     let origins: [StringMatcher]
+    /// Some matcher accepts the literal "*" (decided once, not per request).
+    let allowsAny: Bool
     let allowMethods: String
     let allowHeaders: String
     let exposeHeaders: String
@@ -33,8 +35,8 @@ public struct CompiledCors: Sendable {
         } else {
             origins = p.allowOrigin.map { .exact($0) }
         }
-        return CompiledCors(origins: origins, allowMethods: p.allowMethods.joined(separator: ","),
-                            allowHeaders: p.allowHeaders.joined(separator: ","), exposeHeaders: p.exposeHeaders.joined(separator: ","),
+        return CompiledCors(origins: origins, allowsAny: origins.contains { $0.matches("*") },
+                            allowMethods: p.allowMethods.joined(separator: ","), allowHeaders: p.allowHeaders.joined(separator: ","), exposeHeaders: p.exposeHeaders.joined(separator: ","),
                             maxAge: p.maxAge.map { String($0.nanoseconds / 1_000_000_000) }, allowCredentials: p.allowCredentials ?? false,
                             forwardUnmatched: p.unmatchedPreflights != "IGNORE")
     }
@@ -42,7 +44,7 @@ public struct CompiledCors: Sendable {
     /// Envoy: a matcher that accepts the literal "*" accepts every origin (so `exact: "*"`, `prefix: ""`,
     /// `regex: ".*"` all allow any origin).
     func allows(_ origin: String) -> Bool {
-        origins.contains { $0.matches("*") || $0.matches(origin) }
+        allowsAny || origins.contains { $0.matches(origin) }
     }
 
     /// An OPTIONS request with Origin and Access-Control-Request-Method is a preflight. Allowed origin: .respond with the

@@ -46,7 +46,7 @@ public struct HeaderOps: Sendable {
     }
 
     /// These ops followed by `later` (a more specific level), as one set of ops with the same effect.
-    func merged(with later: HeaderOps) -> HeaderOps {
+    public func merged(with later: HeaderOps) -> HeaderOps {
         if later.isEmpty { return self }
         if isEmpty { return later }
         var out = self
