@@ -47,26 +47,14 @@ public enum HTTP1Parser {
         case .invalid(let e): return fail(e, &scanFrom)
         }
 
-        while true {
-            switch readFieldLine(p, i, end) {
-            case .field(let nameEnd, let valueStart, let valueEnd, let next):
-                if head.headers.count >= limits.maxHeaders {
-                    return fail(HTTP1Error(status: 431, reason: "too many header fields"), &scanFrom)
-                }
-                let token = HeaderToken.recognise(p + i, nameEnd &- i)
-                head.headers.append(HeaderField(name: i..<nameEnd, value: valueStart..<valueEnd,
-                                                token: token, hopByHop: token.isHopByHop))
-                i = next
-            case .blank(let next):
-                head.headBytes = next
-                scanFrom = 0
-                if let e = finishRequest(p, &head) { return .error(e) }
-                return .complete
-            case .starved:
-                return starved(count, end, limits, 431, &scanFrom, p)
-            case .invalid(let reason):
-                return fail(.bad(reason), &scanFrom)
-            }
+        switch readFields(p, i, end, count: count, limits: limits, tooLarge: 431, invalid: 400,
+                          into: &head.headers, scanFrom: &scanFrom) {
+        case .end(let headBytes):
+            head.headBytes = headBytes
+            if let e = finishRequest(p, &head) { return .error(e) }
+            return .complete
+        case .stop(let result):
+            return result
         }
     }
 
@@ -88,32 +76,50 @@ public enum HTTP1Parser {
         }
 
         head.headers.removeAll(keepingCapacity: true)
-        var i: Int
+        let i: Int
         switch readStatusLine(p, end, into: &head) {
         case .done(let next): i = next
         case .starved: return starved(count, end, limits, 502, &scanFrom, p)
         case .invalid(let e): return fail(e, &scanFrom)
         }
 
+        switch readFields(p, i, end, count: count, limits: limits, tooLarge: 502, invalid: 502,
+                          into: &head.headers, scanFrom: &scanFrom) {
+        case .end(let headBytes):
+            head.headBytes = headBytes
+            if let e = finishResponse(p, &head, requestMethod: requestMethod) { return .error(e) }
+            return .complete
+        case .stop(let result):
+            return result
+        }
+    }
+
+    private enum FieldsOutcome { case end(headBytes: Int), stop(HeadParseResult) }
+
+    /// The header field lines up to the empty line, shared by requests and responses;
+    /// `tooLarge` is the status for too many fields or a head past the limit.
+    @inline(__always)
+    private static func readFields(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, count: Int,
+                                   limits: HTTP1Limits, tooLarge: Int, invalid: Int,
+                                   into headers: inout [HeaderField], scanFrom: inout Int) -> FieldsOutcome {
+        var i = start
         while true {
             switch readFieldLine(p, i, end) {
             case .field(let nameEnd, let valueStart, let valueEnd, let next):
-                if head.headers.count >= limits.maxHeaders {
-                    return fail(HTTP1Error(status: 502, reason: "too many header fields"), &scanFrom)
+                if headers.count >= limits.maxHeaders {
+                    return .stop(fail(HTTP1Error(status: tooLarge, reason: "too many header fields"), &scanFrom))
                 }
                 let token = HeaderToken.recognise(p + i, nameEnd &- i)
-                head.headers.append(HeaderField(name: i..<nameEnd, value: valueStart..<valueEnd,
-                                                token: token, hopByHop: token.isHopByHop))
+                headers.append(HeaderField(name: i..<nameEnd, value: valueStart..<valueEnd,
+                                           token: token, hopByHop: token.isHopByHop))
                 i = next
             case .blank(let next):
-                head.headBytes = next
                 scanFrom = 0
-                if let e = finishResponse(p, &head, requestMethod: requestMethod) { return .error(e) }
-                return .complete
+                return .end(headBytes: next)
             case .starved:
-                return starved(count, end, limits, 502, &scanFrom, p)
+                return .stop(starved(count, end, limits, tooLarge, &scanFrom, p))
             case .invalid(let reason):
-                return fail(HTTP1Error(status: 502, reason: reason), &scanFrom)
+                return .stop(fail(HTTP1Error(status: invalid, reason: reason), &scanFrom))
             }
         }
     }

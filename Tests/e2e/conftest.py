@@ -112,6 +112,12 @@ class Env:
         cfg = self.write(docs, f"{name}-{ports['listen']}.yaml")
         return self.run_proxy([cfg], ports, name)
 
+    def run_with(self, resources: list[dict], name: str = "remora") -> Proxy:
+        """A proxy (free ports, access log off) serving `resources` beside its Proxy resource."""
+        ports = {k: free_port() for k in ("listen", "admin", "health", "metrics")}
+        docs = [harness.proxy_resource(ports["listen"], ports["admin"], ports["health"], ports["metrics"])]
+        return self.run_proxy([self.write(docs + resources, f"{name}-{ports['listen']}.yaml")], ports, name)
+
     def run_proxy(self, config_paths: list[Path], ports: dict, name: str = "remora") -> Proxy:
         args = [self.bin, "run"]
         for c in config_paths:

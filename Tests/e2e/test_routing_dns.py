@@ -1,20 +1,17 @@
 """A destination host with no ServiceEntry is a DNS cluster (SPEC §2): resolved by name,
 port from destination.port.number, IPv4 preferred when the name has both."""
-import harness
-from harness import free_port, http_request
+from harness import http_request
 
 
 def test_destination_without_service_entry_resolves_by_dns(env):
     e = env.echo(name="by-dns")
-    ports = {k: free_port() for k in ("listen", "admin", "health", "metrics")}
     vs = {
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "dns", "namespace": "default"},
         "spec": {"hosts": ["shop.local"],
                  "http": [{"route": [{"destination": {"host": "localhost", "port": {"number": e.port}}}]}]},
     }
-    docs = [harness.proxy_resource(ports["listen"], ports["admin"], ports["health"], ports["metrics"]), vs]
-    px = env.run_proxy([env.write(docs, "dns.yaml")], ports)
+    px = env.run_with([vs], "dns")
     # localhost has 127.0.0.1 and ::1; the echo listens on IPv4 only, so every request
     # must land there (round robin onto ::1 would refuse half of them).
     for _ in range(6):

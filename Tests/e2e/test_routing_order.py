@@ -1,11 +1,10 @@
 """Actions apply in Istio's HTTP filter order: fault, then CORS, then the router."""
 import harness
-from harness import free_port, http_request
+from harness import http_request
 
 
 def test_fault_abort_comes_before_cors_preflight(env):
     e = env.echo(name="order")
-    ports = {k: free_port() for k in ("listen", "admin", "health", "metrics")}
     vs = {
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "order", "namespace": "default"},
@@ -15,9 +14,7 @@ def test_fault_abort_comes_before_cors_preflight(env):
             "route": [{"destination": {"host": "order.local"}}],
         }]},
     }
-    docs = [harness.proxy_resource(ports["listen"], ports["admin"], ports["health"], ports["metrics"]),
-            harness.service_entry("order", "order.local", [e.port]), vs]
-    px = env.run_proxy([env.write(docs, "order.yaml")], ports)
+    px = env.run_with([harness.service_entry("order", "order.local", [e.port]), vs], "order")
     r = http_request(px.port, "OPTIONS", "/", host="order.local",
                      headers=[("Origin", "https://a.example"), ("Access-Control-Request-Method", "POST")])
     assert r.status == 418, f"a preflight under a 100% abort fault must get the abort: {r!r}"
