@@ -1,21 +1,55 @@
 /// A growable byte buffer with a read index and a write index over one allocation.
 ///
-/// Connections own one for reading and one for pending writes and keep them for
-/// their whole life, so the request path does not allocate per request. Bytes
-/// are consumed from the front; the space is reclaimed by compacting when a
-/// write needs room at the tail.
+/// Bytes are consumed from the front; the space is reclaimed by compacting when a write
+/// needs room at the tail. A buffer made with a `BufferPool` holds storage only while it
+/// holds bytes: consuming its last byte gives the block back, and the next write takes
+/// one again. That is what keeps an idle keep-alive connection at a few hundred bytes.
 public final class ByteBuffer {
     public private(set) var base: UnsafeMutableRawPointer
     public private(set) var capacity: Int
     public private(set) var readIndex = 0
     public private(set) var writeIndex = 0
+    private let pool: BufferPool?
+    private let initialCapacity: Int
+    /// `base` is a block of `pool` (as opposed to an allocation of our own).
+    private var pooled = false
 
+    /// Stands in for storage while a buffer has none (never written to).
+    private static let noStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+
+    /// A buffer that allocates `capacity` bytes at once.
     public init(capacity: Int = 16 * 1024) {
-        self.capacity = max(capacity, 64)
-        base = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 16)
+        let cap = max(capacity, 64)
+        self.capacity = cap
+        initialCapacity = cap
+        pool = nil
+        base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 16)
     }
 
-    deinit { base.deallocate() }
+    /// A buffer that takes storage from `pool` only while it holds bytes.
+    public init(pool: BufferPool) {
+        self.pool = pool
+        initialCapacity = pool.blockSize
+        capacity = 0
+        base = ByteBuffer.noStorage
+    }
+
+    deinit { releaseStorage() }
+
+    private func releaseStorage() {
+        guard capacity > 0 else { return }
+        if pooled, let pool { pool.give(base) } else { base.deallocate() }
+        base = ByteBuffer.noStorage
+        capacity = 0
+        pooled = false
+    }
+
+    /// Gives storage back when empty, for pooled buffers.
+    @inline(__always) private func emptied() {
+        readIndex = 0
+        writeIndex = 0
+        if pool != nil { releaseStorage() }
+    }
 
     @inline(__always) public var count: Int { writeIndex - readIndex }
     @inline(__always) public var isEmpty: Bool { writeIndex == readIndex }
@@ -28,10 +62,10 @@ public final class ByteBuffer {
     @inline(__always) public func consume(_ n: Int) {
         precondition(n >= 0 && n <= count)
         readIndex += n
-        if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+        if readIndex == writeIndex { emptied() }
     }
 
-    public func clear() { readIndex = 0; writeIndex = 0 }
+    public func clear() { emptied() }
 
     /// Free space at the tail after compacting, without growing.
     public var tailSpace: Int { capacity - writeIndex }
@@ -40,9 +74,22 @@ public final class ByteBuffer {
     /// and returns the tail pointer; call `commit` with what was written.
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
         if capacity - writeIndex < n {
+            if capacity == 0 {
+                if let pool, n <= pool.blockSize {
+                    base = pool.take()
+                    capacity = pool.blockSize
+                    pooled = true
+                } else {
+                    var cap = initialCapacity
+                    while cap < n { cap *= 2 }
+                    base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 16)
+                    capacity = cap
+                }
+                return base + writeIndex
+            }
             if readIndex > 0 {
                 let live = count
-                if live > 0 { (base).copyMemory(from: base + readIndex, byteCount: live) }
+                if live > 0 { base.copyMemory(from: base + readIndex, byteCount: live) }
                 readIndex = 0
                 writeIndex = live
             }
@@ -51,7 +98,8 @@ public final class ByteBuffer {
                 while newCap - writeIndex < n { newCap *= 2 }
                 let nb = UnsafeMutableRawPointer.allocate(byteCount: newCap, alignment: 16)
                 if writeIndex > 0 { nb.copyMemory(from: base, byteCount: writeIndex) }
-                base.deallocate()
+                if pooled, let pool { pool.give(base) } else { base.deallocate() }
+                pooled = false
                 base = nb
                 capacity = newCap
             }
@@ -74,9 +122,10 @@ public final class ByteBuffer {
     }
 
     /// Shrinks back to `capacity` bytes when empty and grown beyond it (a big head once
-    /// must not pin memory for the connection's life).
+    /// must not pin memory for the connection's life). Pooled buffers need not: they hold
+    /// nothing when empty.
     public func shrinkIfEmpty(to cap: Int) {
-        guard isEmpty, capacity > cap else { return }
+        guard isEmpty, capacity > cap, pool == nil else { return }
         base.deallocate()
         base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 16)
         capacity = cap

@@ -14,8 +14,8 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     let listener: ListenerRuntime
     private var registration = EventLoop.Registration.none
 
-    let inBuf = ByteBuffer(capacity: 16 * 1024)
-    let outBuf = ByteBuffer(capacity: 16 * 1024)
+    let inBuf: ByteBuffer
+    let outBuf: ByteBuffer
     var readable = false
     var writable = true
     private var peerHalfClosed = false
@@ -54,7 +54,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     var pendingFault: PendingFault?
     /// The serialised head of a body-less request, kept to replay it once on a fresh
     /// connection when a reused keep-alive connection turns out to be closed.
-    let replay = ByteBuffer(capacity: 512)
+    let replay: ByteBuffer
 
     enum TimerPurpose { case idle, header, request, linger, faultDelay }
     var timerPurpose = TimerPurpose.idle
@@ -70,6 +70,9 @@ final class DownstreamConnection: EventHandler, DeferredTask {
         self.fd = fd
         self.peerIP = peer.ip
         self.listener = listener
+        inBuf = ByteBuffer(pool: worker.buffers)
+        outBuf = ByteBuffer(pool: worker.buffers)
+        replay = ByteBuffer(pool: worker.buffers)
         registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: self)
         guard registration != .none else { Socket.close(fd); closed = true; return }
         worker.accepted(self)
@@ -120,8 +123,8 @@ final class DownstreamConnection: EventHandler, DeferredTask {
         while readable && !closed && !closing {
             let cap = readCapacity
             if inBuf.count >= cap { return }   // resumed when the buffer is consumed
-            let want = min(cap - inBuf.count, max(inBuf.capacity - inBuf.count, 4096))
-            let p = inBuf.reserve(want)
+            let p = inBuf.reserve(min(cap - inBuf.count, 4096))
+            let want = min(cap - inBuf.count, inBuf.capacity - inBuf.writeIndex)
             switch Socket.read(fd, into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
@@ -154,10 +157,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
             }
         }
         guard !closed else { return }
-        if outBuf.isEmpty {
-            if closing { startLingering(); return }
-            outBuf.shrinkIfEmpty(to: 16 * 1024)
-        }
+        if outBuf.isEmpty && closing { startLingering(); return }
         if let us = upstream, us.pausedForRoom, responseRoom > 0 { us.scheduleResume() }
     }
 

@@ -7,7 +7,7 @@ import RemoraIO
 final class MirrorConnection: EventHandler {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
-    let outBuf = ByteBuffer(capacity: 4 * 1024)
+    let outBuf: ByteBuffer
     private var registration = EventLoop.Registration.none
     private var connected = false
     private var writable = false
@@ -20,6 +20,7 @@ final class MirrorConnection: EventHandler {
     private init(worker: ProxyWorker, fd: Int32) {
         self.worker = worker
         self.fd = fd
+        outBuf = ByteBuffer(pool: worker.buffers)
     }
 
     static func start(worker: ProxyWorker, endpoint: EndpointRef) -> MirrorConnection? {

@@ -9,6 +9,8 @@ final class ProxyWorker {
     let index: Int
     private(set) var state: ProxyState
     var random = FastRandom()
+    /// Buffer blocks for this worker's connections (held only while they hold bytes).
+    let buffers = BufferPool()
     private(set) var limits: ProxyLimits
     private var roundRobin: [Int]
 

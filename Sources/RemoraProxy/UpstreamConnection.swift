@@ -11,8 +11,8 @@ final class UpstreamConnection: EventHandler, DeferredTask {
     let endpoint: EndpointRef
     private var registration = EventLoop.Registration.none
 
-    let inBuf = ByteBuffer(capacity: 16 * 1024)
-    let outBuf = ByteBuffer(capacity: 16 * 1024)
+    let inBuf: ByteBuffer
+    let outBuf: ByteBuffer
     private var readable = false
     private var writable = false
     private var peerHalfClosed = false
@@ -38,6 +38,8 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
+        inBuf = ByteBuffer(pool: worker.buffers)
+        outBuf = ByteBuffer(pool: worker.buffers)
     }
 
     /// Starts connecting; nil if the connect failed at once.
@@ -67,7 +69,6 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         owner = nil
         guard state == .active, inBuf.isEmpty, outBuf.isEmpty else { close(); return }
         state = .pooled
-        inBuf.shrinkIfEmpty(to: 16 * 1024)
         worker.loop.arm(timer, afterMs: UpstreamConnection.poolIdleTimeoutMs)
         if readable { readLoop() }   // the peer may have closed while we were busy
     }
@@ -121,8 +122,9 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         while readable && state != .closed {
             if state == .pooled {
                 // Idle: any input (or EOF) means the peer is done with this connection.
-                let p = inBuf.reserve(1024)
-                if case .wouldBlock = Socket.read(fd, into: p, count: 1024) { readable = false; return }
+                var scratch: UInt64 = 0
+                let r = withUnsafeMutableBytes(of: &scratch) { Socket.read(fd, into: $0.baseAddress!, count: 8) }
+                if case .wouldBlock = r { readable = false; return }
                 worker.forget(self)
                 close()
                 return
@@ -131,8 +133,8 @@ final class UpstreamConnection: EventHandler, DeferredTask {
             if ds.responseRoom <= 0 { pausedForRoom = true; return }
             let cap = phase == .head ? headLimits.maxHeadBytes : DownstreamConnection.bodyBufferBytes
             if inBuf.count >= cap { pausedForRoom = true; return }
-            let want = min(cap - inBuf.count, max(inBuf.capacity - inBuf.count, 4096))
-            let p = inBuf.reserve(want)
+            let p = inBuf.reserve(min(cap - inBuf.count, 4096))
+            let want = min(cap - inBuf.count, inBuf.capacity - inBuf.writeIndex)
             switch Socket.read(fd, into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
@@ -248,7 +250,6 @@ final class UpstreamConnection: EventHandler, DeferredTask {
                 return
             }
         }
-        if outBuf.isEmpty { outBuf.shrinkIfEmpty(to: 16 * 1024) }
         if let ds = owner, outBuf.count < worker.limits.bufferLimitBytes,
            ds.requestPhase == .body || ds.requestPhase == .tunnel {
             ds.scheduleResume()

@@ -60,3 +60,53 @@ final class ByteBufferTests: XCTestCase {
         XCTAssertEqual(Set(values).count, 100)
     }
 }
+
+final class PooledByteBufferTests: XCTestCase {
+    func testHoldsStorageOnlyWhileItHoldsBytes() {
+        let pool = BufferPool(blockSize: 1024, maxFree: 8)
+        let b = ByteBuffer(pool: pool)
+        XCTAssertEqual(b.capacity, 0, "a new pooled buffer holds nothing")
+        b.append("hello")
+        XCTAssertEqual(b.capacity, 1024)
+        b.consume(2)
+        XCTAssertEqual(b.capacity, 1024, "still holds bytes")
+        b.consume(3)
+        XCTAssertEqual(b.capacity, 0, "emptied: the block went back")
+        XCTAssertEqual(pool.freeBlocks, 1)
+        b.append("again")
+        XCTAssertEqual(pool.freeBlocks, 0, "the block was reused, not allocated anew")
+        XCTAssertEqual(String(decoding: b.bytes, as: UTF8.self), "again")
+        b.clear()
+        XCTAssertEqual(pool.freeBlocks, 1)
+    }
+
+    func testGrowingBeyondABlockKeepsContentAndReturnsTheBlock() {
+        let pool = BufferPool(blockSize: 64, maxFree: 8)
+        let b = ByteBuffer(pool: pool)
+        let data = (0..<500).map { UInt8($0 % 251) }
+        for chunk in stride(from: 0, to: data.count, by: 50) {
+            data[chunk..<min(chunk + 50, data.count)].withUnsafeBytes { b.append($0) }
+        }
+        XCTAssertEqual(b.bytes, data)
+        XCTAssertEqual(pool.freeBlocks, 1, "the outgrown block went back to the pool")
+        b.consume(500)
+        XCTAssertEqual(b.capacity, 0)
+        XCTAssertEqual(pool.freeBlocks, 1, "an own allocation is freed, not pooled")
+    }
+
+    func testAReserveLargerThanABlockAllocatesItsOwn() {
+        let pool = BufferPool(blockSize: 64, maxFree: 8)
+        let b = ByteBuffer(pool: pool)
+        _ = b.reserve(1000)
+        XCTAssertGreaterThanOrEqual(b.capacity, 1000)
+        XCTAssertEqual(pool.freeBlocks, 0)
+    }
+
+    func testPoolKeepsAtMostMaxFree() {
+        let pool = BufferPool(blockSize: 64, maxFree: 2)
+        let buffers = (0..<5).map { _ in ByteBuffer(pool: pool) }
+        for b in buffers { b.append("x") }
+        for b in buffers { b.clear() }
+        XCTAssertEqual(pool.freeBlocks, 2)
+    }
+}
