@@ -32,8 +32,10 @@ test: deps build
 fuzz:
 	fuzz/run.sh $(or $(SECONDS),300)
 
+# side by side with HAProxy, nginx and nghttpx: bench/RESULTS.md and bench/results.png
+# (BENCH_ARGS passes options through, e.g. BENCH_ARGS="--rounds 5"; see bench/run --help)
 bench: release
-	$(PYTHON) bench/h1_vs_haproxy.py --remora $(CURDIR)/.build/release/remora
+	REMORA_BIN=$(CURDIR)/.build/release/remora PYTHON=$(PYTHON) bench/run $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .build-fuzz

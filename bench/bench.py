@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Remora against HAProxy, nginx and nghttpx, side by side, on this machine.
+
+One backend (one nginx worker returning a 3-byte body), and in front of it each proxy
+with one worker, access logs off and a keep-alive upstream pool (proxies.py). The
+scenarios (scenarios.py) run against every proxy in the same run: the interleaved ones
+once per round with the order rotated each round, the others once at the end. Medians
+across rounds are written to bench/RESULTS.md and drawn in bench/results.png
+(report.py); the raw per-round figures go to bench/out/results.json.
+
+Run through `bench/run` (or `make bench`), which installs the tools, builds Remora and
+the allocation counter, then calls this with the same arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import loadgen
+import procfs
+import proxies
+import report
+import scenarios
+from scenarios import Context, Target
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+_running: list[proxies.Running] = []
+
+
+def _stop_all() -> None:
+    while _running:
+        _running.pop().stop()
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def start(proxy: proxies.Proxy, tmp: Path, backend_port: int, env: dict | None = None) -> proxies.Running:
+    full_env = dict(os.environ, **env) if env else None
+    r = proxy.start(tmp, proxies.free_port(), backend_port, full_env)
+    _running.append(r)
+    r.wait_listening()
+    return r
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--remora", type=Path, default=Path(os.environ.get("REMORA_BIN", REPO / ".build/release/remora")))
+    ap.add_argument("--proxies", default="remora,haproxy,nginx,nghttpx", help="comma-separated subset")
+    ap.add_argument("--scenarios", default=",".join(s.key for s in scenarios.SCENARIOS),
+                    help="comma-separated subset of: " + ", ".join(s.key for s in scenarios.SCENARIOS))
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are taken)")
+    ap.add_argument("--duration", type=float, default=6, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections (16-64)")
+    ap.add_argument("--rate", type=int, default=1000, help="fixed-rate scenario: requests/s in all")
+    ap.add_argument("--rate-seconds", type=float, default=5, help="fixed-rate scenario: seconds measured")
+    ap.add_argument("--idle-connections", type=int, default=10000)
+    ap.add_argument("--alloc-requests", type=int, default=20000)
+    ap.add_argument("--alloc-lib", type=Path, default=BENCH / "out/count_malloc.so")
+    ap.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.png go")
+    ap.add_argument("--wait-quiet", type=float, default=0,
+                    help="wait up to this many seconds for the 1-minute load average to fall below 0.7")
+    return ap.parse_args()
+
+
+def wait_quiet(limit_s: float) -> None:
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and os.getloadavg()[0] >= 0.7:
+        time.sleep(5)
+
+
+def main() -> int:
+    args = parse_args()
+    if not args.remora.is_file():
+        print(f"remora binary not found: {args.remora} (swift build -c release)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(_stop_all)
+    # 10 000 idle connections are held by this process: soft fd limit up to the hard one
+    resource.setrlimit(resource.RLIMIT_NOFILE, (proxies.FD_LIMIT, proxies.FD_LIMIT))
+
+    wanted = set(args.proxies.split(","))
+    chosen = [p for p in proxies.all_proxies(args.remora) if p.name in wanted]
+    keys = args.scenarios.split(",")
+    chosen_sc = [s for s in scenarios.SCENARIOS if s.key in keys]
+    if "allocations" in keys and not args.alloc_lib.is_file():
+        print(f"allocation counter not built: {args.alloc_lib} (bench/run builds it)", file=sys.stderr)
+        return 2
+
+    wait_quiet(args.wait_quiet)
+    started = time.time()
+    load_start = os.getloadavg()
+    tmp = BENCH / "out" / "logs"
+    shutil.rmtree(tmp, ignore_errors=True)   # the previous run's logs
+    tmp.mkdir(parents=True)
+
+    try:
+        backend = proxies.Backend()
+        bport = proxies.free_port()
+        brun = backend.start(tmp, bport)
+        _running.append(brun)
+        brun.wait_listening()
+        ctx = Context(tmp=tmp, backend_port=bport, connections=args.connections, duration=args.duration,
+                      rate=args.rate, rate_seconds=args.rate_seconds,
+                      idle_connections=args.idle_connections, alloc_requests=args.alloc_requests,
+                      alloc_lib=args.alloc_lib.resolve(),
+                      start_proxy=lambda proxy, env: start(proxy, tmp, bport, env))
+
+        targets: list[Target] = []
+        for p in chosen:
+            targets.append(Target(p.name, p.label, start(p, tmp, bport), p))
+        time.sleep(1.0)
+        for t in targets:
+            t.rss_idle_kb = t.running.rss_kb()
+        direct = Target("direct", backend.label, brun, None)
+
+        print(f"load average {load_start[0]:.2f}; warming up", file=sys.stderr)
+        for t in targets:
+            warm = loadgen.wrk(t.running.port, args.connections, 2)
+            if warm["errors"]:
+                raise RuntimeError(f"{t.name}: {warm['errors']} errors in the warm-up")
+
+        runs: dict[str, dict[str, list[dict]]] = {s.key: {} for s in chosen_sc}
+
+        def targets_for(sc) -> list[Target]:
+            ts = [t for t in targets if sc.protocol in t.proxy.protocols]
+            return ([direct] if sc.direct else []) + ts
+
+        def record(sc, t, res, rnd):
+            runs[sc.key].setdefault(t.name, []).append(res)
+            shown = "  ".join(f"{c.key}={c.fmt.format(res[c.key])}" for c in sc.columns[:4] if c.key in res)
+            print(f"[{time.time() - started:5.0f}s] {sc.key:14s} round {rnd} {t.name:8s} {shown}",
+                  file=sys.stderr)
+
+        for rnd in range(1, args.rounds + 1):
+            for sc in (s for s in chosen_sc if s.rounds == "interleaved"):
+                ts = targets_for(sc)
+                k = (rnd - 1) % len(ts)
+                this_round = {}
+                for t in ts[k:] + ts[:k]:
+                    res = sc.run(t, ctx)
+                    t.running.check()
+                    this_round[t.name] = res
+                sc.after_round(this_round)
+                for t in ts:
+                    record(sc, t, this_round[t.name], rnd)
+        for sc in (s for s in chosen_sc if s.rounds == "once"):
+            for t in targets_for(sc):
+                if t.proxy is None:
+                    continue
+                record(sc, t, sc.run(t, ctx), 1)
+
+        medians = {key: {name: median_of(rs) for name, rs in by_t.items()} for key, by_t in runs.items()}
+        load_end = os.getloadavg()
+        meta = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+            "seconds": round(time.time() - started),
+            "machine": procfs.machine(),
+            "load_start": [round(x, 2) for x in load_start],
+            "load_end": [round(x, 2) for x in load_end],
+            "tools": proxies.tool_versions(),
+            "backend": f"{backend.version()}, one worker, `return 200 \"ok\\n\"` (3-byte body)",
+            "proxies": [{"name": p.name, "label": p.label, "version": p.version(),
+                         "per_request": p.per_request} for p in chosen],
+            "rounds": args.rounds,
+            "scenarios": [{"key": s.key, "title": s.title, "describe": s.describe(ctx)} for s in chosen_sc],
+        }
+        (BENCH / "out").mkdir(exist_ok=True)
+        (BENCH / "out" / "results.json").write_text(json.dumps({"meta": meta, "runs": runs, "medians": medians},
+                                                               indent=1, default=str))
+        args.out.mkdir(parents=True, exist_ok=True)
+        report.write_markdown(args.out / "RESULTS.md", meta, chosen_sc, runs, medians)
+        report.plot(args.out / "results.png", meta, medians)
+        print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.png'} "
+              f"in {time.time() - started:.0f}s; load average {load_start[0]:.2f} -> {load_end[0]:.2f}",
+              file=sys.stderr)
+        return 0
+    except Exception:
+        print(f"logs in {tmp}", file=sys.stderr)
+        raise
+    finally:
+        _stop_all()
+
+
+def median_of(rounds: list[dict]) -> dict:
+    out = {}
+    for k in rounds[0]:
+        vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float))]
+        if vals:
+            out[k] = statistics.median(vals)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Load generators: wrk (saturating keep-alive load), h2load (fixed rate, exact counts)
+and a Python client that opens and holds many idle keep-alive connections.
+
+Every external tool runs under a timeout (h2load 1.52 spins forever when --rps is
+combined with -D, so fixed-rate runs use -n, a request count, instead).
+"""
+from __future__ import annotations
+
+import re
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from proxies import AUTHORITY, HOST
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], timeout: float) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LoadError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}")
+    if p.returncode != 0:
+        raise LoadError(f"exit {p.returncode}: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+# --------------------------------------------------------------------------- wrk
+
+_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+
+
+def _us(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(port: int, connections: int, seconds: float, path: str = "/") -> dict:
+    """wrk -t1 keep-alive load; requests, req/s, errors, latency percentiles (µs)."""
+    out = _run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+                "-H", f"Host: {AUTHORITY}", f"http://{HOST}:{port}{path}"], timeout=seconds + 60)
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    if not m:
+        raise LoadError(f"cannot parse wrk output:\n{out}")
+    r = {"requests": int(m.group(1)), "errors": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["errors"] += sum(map(int, m.groups()))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["errors"] += int(m.group(1))
+    for pct in (50, 90, 99):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        r[f"p{pct}_us"] = _us(m.group(1)) if m else float("nan")
+    return r
+
+
+# --------------------------------------------------------------------------- h2load
+
+def h2load_fixed_rate(port: int, rate: int, clients: int, seconds: float,
+                      warmup_seconds: float = 1.0) -> dict:
+    """HTTP/1.1 at a fixed total rate (clients x per-client --rps), one request in flight
+    per connection; latency percentiles (µs) from h2load's per-request log, the first
+    `warmup_seconds` of requests left out. Latency is measured from when h2load sends a
+    request, so a stall also delays the requests queued behind it (not corrected)."""
+    total = int(rate * (seconds + warmup_seconds))
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        out = _run(["h2load", "--h1", f"-c{clients}", f"--rps={rate // clients}", f"-n{total}",
+                    f"--log-file={log.name}", "-H", f":authority: {AUTHORITY}",
+                    f"http://{HOST}:{port}/"], timeout=seconds + warmup_seconds + 60)
+        rows = []
+        for line in Path(log.name).read_text().splitlines():
+            f = line.split("\t")
+            if len(f) >= 3:
+                rows.append((int(f[0]), int(f[1]), int(f[2])))
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
+    if not m or not rows:
+        raise LoadError(f"cannot parse h2load output:\n{out}")
+    rows.sort()
+    cutoff = rows[0][0] + warmup_seconds * 1e6
+    kept = [r for r in rows if r[0] >= cutoff]
+    lat = sorted(r[2] for r in kept)
+    ok = sum(1 for r in kept if 200 <= r[1] < 400)
+    span = (kept[-1][0] - kept[0][0]) / 1e6 if len(kept) > 1 else float("nan")
+    res = {"requests": int(m.group(3)), "measured": len(lat), "errors": len(kept) - ok
+           + int(m.group(1)) - int(m.group(4)), "achieved_rps": len(kept) / span if span else 0.0}
+    for pct in (50, 90, 99):
+        res[f"p{pct}_us"] = _percentile(lat, pct)
+    res["mean_us"] = statistics.fmean(lat)
+    return res
+
+
+def h2load_count(port: int, requests: int, clients: int) -> dict:
+    """Exactly `requests` HTTP/1.1 keep-alive requests over `clients` connections, flat out."""
+    out = _run(["h2load", "--h1", f"-c{clients}", f"-n{requests}", "-H", f":authority: {AUTHORITY}",
+                f"http://{HOST}:{port}/"], timeout=120)
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
+    if not m:
+        raise LoadError(f"cannot parse h2load output:\n{out}")
+    return {"requests": int(m.group(3)), "succeeded": int(m.group(4))}
+
+
+def _percentile(sorted_values: list[int], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * pct / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+# --------------------------------------------------------------------------- idle connections
+
+REQUEST = f"GET / HTTP/1.1\r\nHost: {AUTHORITY}\r\n\r\n".encode()
+
+
+def _read_response(s: socket.socket) -> None:
+    """Read one response with a Content-Length body (what every target sends here)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise LoadError("connection closed before the response head")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise LoadError(f"unexpected response: {head[:80]!r}")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    want = int(m.group(1)) if m else 0
+    while len(body) < want:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise LoadError("connection closed in the response body")
+        body += chunk
+
+
+def open_idle(port: int, count: int, deadline_s: float = 120) -> list[socket.socket]:
+    """Open `count` connections, make one request on each (so every proxy has set the
+    connection up fully and parked it as keep-alive), and return them, still open."""
+    socks: list[socket.socket] = []
+    end = time.monotonic() + deadline_s
+    try:
+        for _ in range(count):
+            if time.monotonic() > end:
+                raise LoadError(f"opened only {len(socks)} of {count} connections in {deadline_s}s")
+            s = socket.create_connection((HOST, port), timeout=10)
+            socks.append(s)
+            s.sendall(REQUEST)
+            _read_response(s)
+    except BaseException:
+        close_all(socks)
+        raise
+    return socks
+
+
+def keepalive_requests(socks: list[socket.socket], count: int, deadline_s: float = 120) -> int:
+    """`count` requests, one at a time, round robin over already open keep-alive
+    connections: no connection is opened or closed while they run."""
+    end = time.monotonic() + deadline_s
+    for i in range(count):
+        if time.monotonic() > end:
+            raise LoadError(f"only {i} of {count} requests in {deadline_s}s")
+        s = socks[i % len(socks)]
+        s.sendall(REQUEST)
+        _read_response(s)
+    return count
+
+
+def connection_cycles(port: int, count: int, deadline_s: float = 60) -> int:
+    """`count` times: connect, one request, close (FIN), one after the other."""
+    end = time.monotonic() + deadline_s
+    for i in range(count):
+        if time.monotonic() > end:
+            raise LoadError(f"only {i} of {count} connections in {deadline_s}s")
+        with socket.create_connection((HOST, port), timeout=10) as s:
+            s.sendall(REQUEST)
+            _read_response(s)
+    return count
+
+
+def still_open(socks: list[socket.socket], sample: int = 200) -> int:
+    """How many of a sample of connections the proxy still holds open (not closed by
+    the peer): a non-blocking peek finds nothing to read on a live idle connection."""
+    alive = 0
+    step = max(1, len(socks) // sample)
+    for s in socks[::step]:
+        try:
+            s.setblocking(False)
+            data = s.recv(1, socket.MSG_PEEK)
+            alive += 0 if data == b"" else 1
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+        finally:
+            s.setblocking(True)
+    return alive * step
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    # RST (linger 0): no TIME_WAIT left behind for the 10 000 client ports
+    linger = (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
+    for s in socks:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            s.close()
+        except OSError:
+            pass

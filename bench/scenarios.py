@@ -1,0 +1,248 @@
+"""The scenarios. Each one measures one target (a proxy, or the backend directly) and
+returns a dict of figures; bench.py runs it against every target and takes medians.
+
+A scenario is a small class: `key`, `title`, the `protocol` a proxy must support,
+`rounds` ("interleaved": once per round, the targets' order rotated each round, so
+drift on a shared machine spreads over all of them; "once": a single measurement per
+target after the rounds, for figures that do not drift, such as memory), whether the
+backend is measured directly too (`direct`), and `run(target, ctx)`.
+
+Adding one (e.g. HTTP/2 h2c with `h2load` when Remora speaks it): write the class,
+give it protocol "h2c", add it to SCENARIOS, and mark the proxies that support it in
+proxies.py (`protocols`). report.py prints a table per scenario from its `columns`
+(and draws the figures named in report.plot).
+"""
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import loadgen
+from proxies import Proxy, Running
+
+
+@dataclass
+class Target:
+    name: str                 # "remora", "haproxy", ..., "direct"
+    label: str
+    running: Running
+    proxy: Proxy | None       # None for the backend measured directly
+    rss_idle_kb: int = 0      # right after start-up, before any request
+
+
+@dataclass
+class Context:
+    tmp: Path
+    backend_port: int
+    connections: int = 32
+    duration: float = 6.0
+    rate: int = 1000
+    rate_clients: int = 10
+    rate_seconds: float = 5.0
+    idle_connections: int = 10000
+    alloc_warmup: int = 5000
+    alloc_requests: int = 20000
+    alloc_lib: Path | None = None
+    start_proxy: object = None    # callable(proxy, env) -> Running (bench.py provides it)
+
+
+@dataclass
+class Column:
+    key: str                  # key in the figures dict
+    header: str
+    fmt: str = "{:.1f}"
+    ratio: bool = False       # print the ratio to HAProxy beside it
+
+
+class Scenario:
+    key = "?"
+    title = "?"
+    protocol = "http1"
+    rounds = "interleaved"
+    direct = False
+    columns: list[Column] = []
+
+    def describe(self, ctx: Context) -> str:
+        return ""
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        raise NotImplementedError
+
+    def after_round(self, results: dict[str, dict]) -> None:
+        """Called with one round's figures by target name (e.g. to subtract `direct`)."""
+
+
+def _cpu_per_request(target: Target, fn, precise: bool = False) -> tuple[dict, float]:
+    c0 = target.running.cpu_seconds(precise)
+    res = fn()
+    c1 = target.running.cpu_seconds(precise)
+    return res, (c1 - c0) * 1e6 / max(1, res["requests"])
+
+
+class H1Throughput(Scenario):
+    key = "h1_throughput"
+    title = "HTTP/1.1 keep-alive, small requests, as fast as the proxy goes"
+    columns = [Column("rps", "requests/s", "{:,.0f}", ratio=True),
+               Column("cpu_us_per_req", "CPU µs/request", "{:.1f}", ratio=True),
+               Column("p50_us", "p50 µs", "{:.0f}"), Column("p99_us", "p99 µs", "{:.0f}"),
+               Column("rss_mb", "RSS after MB", "{:.1f}"), Column("errors", "errors", "{:.0f}")]
+
+    def describe(self, ctx: Context) -> str:
+        return (f"`wrk -t1 -c{ctx.connections} -d{ctx.duration:g}s`, `GET /`, {ctx.connections} keep-alive "
+                f"connections; CPU = the proxy's user+sys time during the run / requests completed")
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        res, cpu = _cpu_per_request(target, lambda: loadgen.wrk(target.running.port, ctx.connections,
+                                                                 ctx.duration))
+        res["cpu_us_per_req"] = cpu
+        res["rss_mb"] = target.running.rss_kb() / 1024
+        return res
+
+
+class H1FixedRate(Scenario):
+    key = "h1_fixed_rate"
+    title = "HTTP/1.1 latency at a fixed 1 000 requests/s"
+    direct = True
+    columns = [Column("p50_us", "p50 µs", "{:.0f}"), Column("p90_us", "p90 µs", "{:.0f}"),
+               Column("p99_us", "p99 µs", "{:.0f}"),
+               Column("added_p50_us", "added p50 µs", "{:.0f}", ratio=True),
+               Column("added_p90_us", "added p90 µs", "{:.0f}"),
+               Column("added_p99_us", "added p99 µs", "{:.0f}", ratio=True),
+               Column("cpu_us_per_req", "CPU µs/request", "{:.1f}", ratio=True),
+               Column("errors", "errors", "{:.0f}")]
+
+    def describe(self, ctx: Context) -> str:
+        return (f"`h2load --h1 -c{ctx.rate_clients} --rps={ctx.rate // ctx.rate_clients}` "
+                f"({ctx.rate} requests/s in all, one in flight per connection), "
+                f"{ctx.rate_seconds:g} s measured after 1 s of warm-up; percentiles from h2load's "
+                f"per-request log; *added* = the proxy's percentile minus the direct one in the same round. "
+                f"CPU here is the scheduler's nanosecond count (`se.sum_exec_runtime`, summed over the "
+                f"proxy's threads; /proc/PID/stat's user+sys are scaled to it, but count 10 ms units, "
+                f"too coarse for the ~0.2 s a proxy uses in this run). At this rate the proxies sleep "
+                f"between requests, so CPU and latency include waking up, which on this VM depends on "
+                f"the host: they vary between runs much more than the figures under load")
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        res, cpu = _cpu_per_request(target, lambda: loadgen.h2load_fixed_rate(
+            target.running.port, ctx.rate, ctx.rate_clients, ctx.rate_seconds), precise=True)
+        res["cpu_us_per_req"] = cpu if target.proxy else float("nan")
+        return res
+
+    def after_round(self, results: dict[str, dict]) -> None:
+        base = results.get("direct")
+        for name, res in results.items():
+            for pct in (50, 90, 99):
+                res[f"added_p{pct}_us"] = (res[f"p{pct}_us"] - base[f"p{pct}_us"]) if base else float("nan")
+
+
+class IdleConnections(Scenario):
+    key = "memory"
+    title = "Memory: idle, after load, and holding 10 000 idle keep-alive connections"
+    rounds = "once"
+    columns = [Column("rss_idle_mb", "RSS idle MB", "{:.1f}", ratio=True),
+               Column("rss_loaded_mb", "RSS after load MB", "{:.1f}", ratio=True),
+               Column("rss_conns_mb", "RSS with conns MB", "{:.1f}", ratio=True),
+               Column("kb_per_conn", "KB per idle conn", "{:.1f}", ratio=True),
+               Column("held", "conns still open", "{:,.0f}")]
+
+    def describe(self, ctx: Context) -> str:
+        return (f"RSS idle = after start-up, before any request; after load = after every "
+                f"interleaved round; then {ctx.idle_connections:,} connections are opened, one request "
+                f"made on each, and held idle: RSS with them, and (that − after load) / "
+                f"{ctx.idle_connections:,}. RSS is VmRSS summed over the proxy's processes "
+                f"(nginx: master + worker)")
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        before = target.running.rss_kb()
+        socks = loadgen.open_idle(target.running.port, ctx.idle_connections)
+        try:
+            time.sleep(1.0)
+            with_conns = target.running.rss_kb()
+            held = loadgen.still_open(socks)
+        finally:
+            loadgen.close_all(socks)
+        target.running.check()
+        return {"rss_idle_mb": target.rss_idle_kb / 1024, "rss_loaded_mb": before / 1024, "rss_conns_mb": with_conns / 1024,
+                "kb_per_conn": (with_conns - before) / ctx.idle_connections, "held": held}
+
+
+class Allocations(Scenario):
+    """Heap allocations per proxied request on the HTTP/1.1 path: the proxy runs under
+    bench/alloc/count_malloc.so (LD_PRELOAD), which counts malloc-family calls and C++
+    operator new in a file mapped by every process of the proxy. After a warm-up, N
+    requests go over connections that stay open, and (count after − count before) / N
+    is reported; then connections that each carry one request are counted the same way."""
+    key = "allocations"
+    title = "Heap allocations per proxied request (HTTP/1.1 keep-alive)"
+    rounds = "once"
+    columns = [Column("allocs_per_req", "allocations/request", "{:.3f}"),
+               Column("allocs_total", "allocations in all", "{:,.0f}"),
+               Column("frees_per_req", "frees/request", "{:.3f}"),
+               Column("malloc", "malloc", "{:.3f}"), Column("calloc", "calloc", "{:.3f}"),
+               Column("realloc", "realloc", "{:.3f}"), Column("memalign", "aligned", "{:.3f}"),
+               Column("new", "C++ new", "{:.3f}"),
+               Column("allocs_per_conn", "allocations per new connection", "{:.1f}")]
+
+    CONNECTIONS = 4        # keep-alive connections the N requests are spread over
+    CYCLES = 1000          # new connections (one request each) for the per-connection figure
+    ALLOC_KINDS = ("malloc", "calloc", "realloc", "memalign", "new")
+
+    def describe(self, ctx: Context) -> str:
+        return (f"each proxy restarted under `LD_PRELOAD=count_malloc.so`; warm-up: {ctx.alloc_warmup:,} "
+                f"requests (`h2load --h1 -c{self.CONNECTIONS}`) and 100 per connection below; then exactly "
+                f"{ctx.alloc_requests:,} requests, one at a time, over {self.CONNECTIONS} keep-alive "
+                f"connections opened before counting (Python client). Counted: malloc, calloc, realloc, "
+                f"posix_memalign/aligned_alloc/memalign/valloc and C++ operator new (nghttpx's comes from "
+                f"jemalloc, not malloc), in all threads and processes. *Per new connection*: "
+                f"{self.CYCLES:,} times connect, one request, close, one after the other (that includes "
+                f"the request)")
+
+    @staticmethod
+    def read_counts(path: Path) -> dict:
+        vals = struct.unpack("<8Q", path.read_bytes()[:64])
+        keys = ("malloc", "calloc", "realloc", "memalign", "new", "free", "bootstrap", "mapped")
+        return dict(zip(keys, vals))
+
+    def _settled_counts(self, path: Path) -> dict:
+        time.sleep(0.3)    # let the proxy finish what the last response started (closes, frees)
+        return self.read_counts(path)
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        counts = ctx.tmp / f"alloc-{target.name}.bin"
+        env = {"LD_PRELOAD": str(ctx.alloc_lib), "COUNT_MALLOC_FILE": str(counts)}
+        proc = ctx.start_proxy(target.proxy, env)
+        try:
+            loadgen.h2load_count(proc.port, ctx.alloc_warmup, self.CONNECTIONS)
+            if not self.read_counts(counts)["mapped"]:
+                raise RuntimeError(f"{target.name}: the interposer did not map {counts}")
+            socks = loadgen.open_idle(proc.port, self.CONNECTIONS)
+            try:
+                loadgen.keepalive_requests(socks, 100 * self.CONNECTIONS)
+                a = self._settled_counts(counts)
+                n = loadgen.keepalive_requests(socks, ctx.alloc_requests)
+                b = self._settled_counts(counts)
+            finally:
+                loadgen.close_all(socks)
+            c = self._settled_counts(counts)
+            loadgen.connection_cycles(proc.port, self.CYCLES)
+            d = self._settled_counts(counts)
+            proc.check()
+        finally:
+            proc.stop()
+        per = {k: (b[k] - a[k]) / n for k in self.ALLOC_KINDS + ("free",)}
+        total = sum(b[k] - a[k] for k in self.ALLOC_KINDS)
+        per_conn = sum(d[k] - c[k] for k in self.ALLOC_KINDS) / self.CYCLES
+        return {"allocs_per_req": total / n, "allocs_total": total, "frees_per_req": per["free"], **per,
+                "allocs_per_conn": per_conn, "requests": n}
+
+
+SCENARIOS: list[Scenario] = [H1Throughput(), H1FixedRate(), IdleConnections(), Allocations()]
+
+# Scenarios waiting for the protocol to land in Remora (kept here so RESULTS.md lists them).
+PENDING = [
+    ("HTTP/2 h2c", "h2load (h2c prior knowledge) through each proxy; Remora has no HTTP/2 yet"),
+    ("TLS (HTTPS termination, HTTP/1.1 and h2 via ALPN)", "Remora has no TLS yet"),
+    ("gRPC (unary, h2c upstream)", "h2load with a gRPC body, or ghz; needs Remora's HTTP/2 and gRPC"),
+]
