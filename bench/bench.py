@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import resource
 import shutil
@@ -61,11 +62,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--proxies", default="remora,haproxy,nginx,nghttpx", help="comma-separated subset")
     ap.add_argument("--scenarios", default=",".join(s.key for s in scenarios.SCENARIOS),
                     help="comma-separated subset of: " + ", ".join(s.key for s in scenarios.SCENARIOS))
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are taken)")
-    ap.add_argument("--duration", type=float, default=6, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (medians are taken)")
+    ap.add_argument("--duration", type=float, default=4, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (16-64)")
     ap.add_argument("--rate", type=int, default=1000, help="fixed-rate scenario: requests/s in all")
-    ap.add_argument("--rate-seconds", type=float, default=5, help="fixed-rate scenario: seconds measured")
+    ap.add_argument("--rate-seconds", type=float, default=4, help="fixed-rate scenario: seconds measured")
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--alloc-requests", type=int, default=20000)
     ap.add_argument("--alloc-lib", type=Path, default=BENCH / "out/count_malloc.so")
@@ -103,6 +104,7 @@ def main() -> int:
     wait_quiet(args.wait_quiet)
     started = time.time()
     load_start = os.getloadavg()
+    cpu_start = (procfs.cpu_totals(), os.times())
     tmp = BENCH / "out" / "logs"
     shutil.rmtree(tmp, ignore_errors=True)   # the previous run's logs
     tmp.mkdir(parents=True)
@@ -145,7 +147,9 @@ def main() -> int:
             print(f"[{time.time() - started:5.0f}s] {sc.key:14s} round {rnd} {t.name:8s} {shown}",
                   file=sys.stderr)
 
+        gauge_ms: list[float] = []
         for rnd in range(1, args.rounds + 1):
+            gauge_ms.append(gauge_host())
             for sc in (s for s in chosen_sc if s.rounds == "interleaved"):
                 ts = targets_for(sc)
                 k = (rnd - 1) % len(ts)
@@ -165,16 +169,20 @@ def main() -> int:
 
         medians = {key: {name: median_of(rs) for name, rs in by_t.items()} for key, by_t in runs.items()}
         load_end = os.getloadavg()
+        others_pct, steal_pct = machine_share(*cpu_start)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
             "seconds": round(time.time() - started),
             "machine": procfs.machine(),
             "load_start": [round(x, 2) for x in load_start],
             "load_end": [round(x, 2) for x in load_end],
+            "steal_pct": round(steal_pct, 1),
+            "others_pct": round(others_pct, 1),
+            "gauge_ms": [round(g, 1) for g in gauge_ms],
             "tools": proxies.tool_versions(),
             "backend": f"{backend.version()}, one worker, `return 200 \"ok\\n\"` (3-byte body)",
             "proxies": [{"name": p.name, "label": p.label, "version": p.version(),
-                         "per_request": p.per_request} for p in chosen],
+                         "per_request": p.per_request, "settings": p.settings} for p in chosen],
             "rounds": args.rounds,
             "scenarios": [{"key": s.key, "title": s.title, "describe": s.describe(ctx)} for s in chosen_sc],
         }
@@ -195,12 +203,36 @@ def main() -> int:
         _stop_all()
 
 
+def gauge_host() -> float:
+    """CPU milliseconds this process takes for a fixed piece of work: on a VM whose host
+    changes speed, it shows by how much (measured once per round)."""
+    t = time.process_time()
+    d: dict[int, int] = {}
+    for i in range(300_000):
+        d[i & 4095] = d.get(i & 4095, 0) + i
+    return (time.process_time() - t) * 1000
+
+
+def machine_share(start: dict, times_start) -> tuple[float, float]:
+    """Of the machine's CPU time since `start` (all cores), the per cent used by
+    processes other than this bench and what it started, and the per cent stolen by the
+    hypervisor."""
+    end = procfs.cpu_totals()
+    t = os.times()   # this process + the children it has waited for (wrk, h2load, stopped proxies)
+    ours = sum(t[:4]) - sum(times_start[:4]) + sum(r.cpu_seconds() for r in _running)
+    others = (end["busy"] - start["busy"]) - ours
+    span = max(1e-9, end["all"] - start["all"])
+    return max(0.0, 100 * others / span), 100 * (end["steal"] - start["steal"]) / span
+
+
 def median_of(rounds: list[dict]) -> dict:
+    """The median of each figure across rounds, and its lowest as KEY_min."""
     out = {}
     for k in rounds[0]:
-        vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float))]
+        vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float)) and not math.isnan(r[k])]
         if vals:
             out[k] = statistics.median(vals)
+            out[f"{k}_min"] = min(vals)
     return out
 
 

@@ -86,8 +86,14 @@ def rss_kb(sid: int) -> int:
     return total
 
 
-def load_average() -> tuple[float, float, float]:
-    return os.getloadavg()
+def cpu_totals() -> dict:
+    """Seconds of CPU time of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(v) / CLK_TCK for v in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = vals
+    # without IRQ time accounting (this kernel) a process's stime includes the interrupts
+    # that hit it, so "busy" includes irq and softirq to be comparable with process times
+    return {"busy": user + nice + system + irq + softirq, "steal": steal, "all": sum(vals)}
 
 
 def machine() -> dict:

@@ -136,6 +136,7 @@ class Proxy:
     label = "?"
     protocols = {"http1"}      # scenarios a proxy can run (see scenarios.Scenario.protocol)
     per_request = "?"          # what it adds to each request, for RESULTS.md
+    settings = "?"             # the settings that make it comparable, for RESULTS.md
 
     def version(self) -> str:
         raise NotImplementedError
@@ -154,6 +155,8 @@ class Remora(Proxy):
     name = "remora"
     label = "Remora"
     per_request = "X-Forwarded-For, X-Forwarded-Proto, X-Request-ID (random UUID)"
+    settings = (f"`workers: 1`, access log off, mesh outbound listener, STATIC ServiceEntry + "
+                f"VirtualService, `limits.maxConnections: {MAX_CONNECTIONS}`")
 
     def __init__(self, binary: Path):
         self.binary = binary
@@ -207,6 +210,8 @@ class HAProxy(Proxy):
     label = "HAProxy"
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     per_request = "X-Forwarded-For, X-Request-ID (uuid)"
+    settings = (f"`nbthread 1`, no log, `http-keep-alive`, `http-reuse always`, `maxconn {MAX_CONNECTIONS}` "
+                f"(`ulimit-n {FD_LIMIT}` + `no strict-limits`: the fd hard limit is below 2 × maxconn)")
 
     def version(self) -> str:
         m = re.search(r"version (\S+)", first_line([self.binary, "-v"]))
@@ -250,6 +255,8 @@ class Nginx(Proxy):
     label = "nginx"
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     per_request = "X-Forwarded-For, X-Request-ID ($request_id)"
+    settings = ("`worker_processes 1` (+ master), `access_log off`, upstream `keepalive 64`, "
+                "`proxy_http_version 1.1`")
 
     def version(self) -> str:
         return first_line([self.binary, "-v"]).replace("nginx version: ", "")
@@ -295,6 +302,8 @@ class Nghttpx(Proxy):
     label = "nghttpx"
     binary = shutil.which("nghttpx") or "/usr/sbin/nghttpx"
     per_request = "X-Forwarded-For, X-Forwarded-Proto (no request-id feature)"
+    settings = ("`--single-process --single-thread --workers=1`, no access log, backend keep-alive "
+                "120 s, `--no-via`")
 
     def version(self) -> str:
         return first_line([self.binary, "--version"]).replace("nghttpx ", "")

@@ -65,6 +65,9 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
     order = ["direct"] + [p["name"] for p in meta["proxies"]]
     labels = {"direct": "direct (no proxy)", **{p["name"]: p["label"] for p in meta["proxies"]}}
     ls, le = meta["load_start"], meta["load_end"]
+    g = meta.get("gauge_ms") or [float("nan")]
+    gauge = (f"{' / '.join(f'{x:.0f}' for x in g)} ms (slowest {100 * (max(g) / min(g) - 1):.0f} % "
+             f"above fastest)")
     out = [
         "# Benchmark results",
         "",
@@ -76,7 +79,9 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
         f"**Machine:** {m['nproc']} × {m['cpu']} (`nproc` = {m['nproc']}), {m['memory_gib']} GiB, "
         f"kernel {m['kernel']}, {m['os']}. **Load average** (1/5/15 min) at the start "
         f"{ls[0]:.2f} / {ls[1]:.2f} / {ls[2]:.2f}, at the end {le[0]:.2f} / {le[1]:.2f} / {le[2]:.2f} "
-        "(the end figure includes the bench's own load).",
+        f"(the end figure includes the bench's own load). During the run, other processes used "
+        f"{meta['others_pct']:.1f} % of the machine's CPU time and the hypervisor took "
+        f"{meta['steal_pct']:.1f} % (steal).",
         "",
     ]
     if ls[0] >= 0.7:
@@ -86,16 +91,17 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
         "The load generator, the backend and the proxy share these cores, so requests/s measures "
         "the whole chain on this machine; **CPU µs/request under load** (the proxy's own user+sys "
         "time from `/proc/PID/stat`, all its processes, divided by the requests served) is the figure "
-        "that compares proxies, and the one that repeats within a few per cent from run to run. "
-        "Figures at 1 000 requests/s, where every request wakes the proxy up, depend on the host "
-        "under this VM and vary more between runs.",
+        "that compares proxies. This machine is a VM whose host changes speed within minutes: "
+        f"a fixed CPU-bound loop timed at the start of each round took {gauge}. The ratios between "
+        "proxies measured in the same run hold; absolute microseconds move with the host, and the "
+        "best round's CPU per request is the figure that repeats best between runs. Figures at "
+        "1 000 requests/s, where every request wakes the proxy up, vary more.",
         "",
         "| proxy | version | settings | adds to each request |",
         "| --- | --- | --- | --- |",
     ]
     for p in meta["proxies"]:
-        out.append(f"| {p['label']} | {p['version']} | 1 worker, access log off, keep-alive upstream pool "
-                   f"| {p['per_request']} |")
+        out.append(f"| {p['label']} | {p['version']} | {p['settings']} | {p['per_request']} |")
     out += ["", f"**Backend** (the same for all, and the *direct* target): {meta['backend']}. "
             f"**Load generators:** {meta['tools']}, on the same machine.", ""]
 
@@ -180,7 +186,7 @@ def plot(path: Path, meta: dict, medians: dict) -> None:
     _bars(axes[1][1], names, [("idle", get("memory", "rss_idle_mb"), ""),
                               ("after load", get("memory", "rss_loaded_mb"), "//"),
                               ("10 000 idle conns", get("memory", "rss_conns_mb"), "xx")],
-          "Resident memory (lower is better)", "MB (VmRSS)", "{:.0f}")
+          "Resident memory (lower is better)", "MiB (VmRSS)", "{:.0f}")
     m = meta["machine"]
     alloc = medians.get("allocations", {}).get("remora", {}).get("allocs_per_req")
     sub = f"; Remora: {alloc:.3f} heap allocations/request" if alloc is not None else ""

@@ -37,10 +37,10 @@ class Context:
     tmp: Path
     backend_port: int
     connections: int = 32
-    duration: float = 6.0
+    duration: float = 4.0
     rate: int = 1000
     rate_clients: int = 10
-    rate_seconds: float = 5.0
+    rate_seconds: float = 4.0
     idle_connections: int = 10000
     alloc_warmup: int = 5000
     alloc_requests: int = 20000
@@ -86,12 +86,16 @@ class H1Throughput(Scenario):
     title = "HTTP/1.1 keep-alive, small requests, as fast as the proxy goes"
     columns = [Column("rps", "requests/s", "{:,.0f}", ratio=True),
                Column("cpu_us_per_req", "CPU µs/request", "{:.1f}", ratio=True),
+               Column("cpu_us_per_req_min", "CPU µs/request, best round", "{:.1f}", ratio=True),
                Column("p50_us", "p50 µs", "{:.0f}"), Column("p99_us", "p99 µs", "{:.0f}"),
-               Column("rss_mb", "RSS after MB", "{:.1f}"), Column("errors", "errors", "{:.0f}")]
+               Column("rss_mb", "RSS after MiB", "{:.1f}"), Column("errors", "errors", "{:.0f}")]
 
     def describe(self, ctx: Context) -> str:
         return (f"`wrk -t1 -c{ctx.connections} -d{ctx.duration:g}s`, `GET /`, {ctx.connections} keep-alive "
-                f"connections; CPU = the proxy's user+sys time during the run / requests completed")
+                f"connections; CPU = the proxy's user+sys time during the run / requests completed. "
+                f"*Best round*: the lowest of the rounds' CPU per request; the host under this VM "
+                f"changes speed by 10–25 % within minutes, which only ever adds CPU time, so the best "
+                f"round is the figure that repeats best from run to run")
 
     def run(self, target: Target, ctx: Context) -> dict:
         res, cpu = _cpu_per_request(target, lambda: loadgen.wrk(target.running.port, ctx.connections,
@@ -141,10 +145,10 @@ class IdleConnections(Scenario):
     key = "memory"
     title = "Memory: idle, after load, and holding 10 000 idle keep-alive connections"
     rounds = "once"
-    columns = [Column("rss_idle_mb", "RSS idle MB", "{:.1f}", ratio=True),
-               Column("rss_loaded_mb", "RSS after load MB", "{:.1f}", ratio=True),
-               Column("rss_conns_mb", "RSS with conns MB", "{:.1f}", ratio=True),
-               Column("kb_per_conn", "KB per idle conn", "{:.1f}", ratio=True),
+    columns = [Column("rss_idle_mb", "RSS idle MiB", "{:.1f}", ratio=True),
+               Column("rss_loaded_mb", "RSS after load MiB", "{:.1f}", ratio=True),
+               Column("rss_conns_mb", "RSS with conns MiB", "{:.1f}", ratio=True),
+               Column("kb_per_conn", "KiB per idle conn", "{:.1f}", ratio=True),
                Column("held", "conns still open", "{:,.0f}")]
 
     def describe(self, ctx: Context) -> str:
@@ -190,7 +194,7 @@ class Allocations(Scenario):
     ALLOC_KINDS = ("malloc", "calloc", "realloc", "memalign", "new")
 
     def describe(self, ctx: Context) -> str:
-        return (f"each proxy restarted under `LD_PRELOAD=count_malloc.so`; warm-up: {ctx.alloc_warmup:,} "
+        return (f"Each proxy is restarted under `LD_PRELOAD=count_malloc.so`; warm-up: {ctx.alloc_warmup:,} "
                 f"requests (`h2load --h1 -c{self.CONNECTIONS}`) and 100 per connection below; then exactly "
                 f"{ctx.alloc_requests:,} requests, one at a time, over {self.CONNECTIONS} keep-alive "
                 f"connections opened before counting (Python client). Counted: malloc, calloc, realloc, "
