@@ -3,11 +3,15 @@ import RemoraHTTP1
 import RemoraIO
 
 /// One client of `remora echo`: reads a request and its whole body (counting it),
-/// then answers; keep-alive and pipelining in order.
+/// then answers; keep-alive and pipelining in order. A connection that opens with the
+/// HTTP/2 preface is handed to EchoH2Connection (h2c, prior knowledge).
 final class EchoConnection: EventHandler {
     let loop: EventLoop
     let fd: Int32
     let options: EchoServer.Options
+    let pool: BufferPool
+    /// Nothing parsed yet: the bytes may still turn out to be the HTTP/2 preface.
+    private var atStart = true
     private var registration = EventLoop.Registration.none
     private let inBuf = ByteBuffer(capacity: 16 * 1024)
     private let outBuf = ByteBuffer(capacity: 16 * 1024)
@@ -26,16 +30,38 @@ final class EchoConnection: EventHandler {
     private var streamRemaining = 0
     private lazy var timer = LoopTimer { [unowned self] in self.delayDone() }
 
-    static func start(loop: EventLoop, fd: Int32, options: EchoServer.Options) {
-        let c = EchoConnection(loop: loop, fd: fd, options: options)
+    static func start(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool) {
+        let c = EchoConnection(loop: loop, fd: fd, options: options, pool: pool)
         c.registration = loop.register(fd: fd, events: IOEvents.connection, handler: c)
         if c.registration == .none { Socket.close(fd) }
     }
 
-    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options) {
+    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool) {
         self.loop = loop
         self.fd = fd
         self.options = options
+        self.pool = pool
+    }
+
+    private static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// true: HTTP/1.1 from here on (or the connection went to HTTP/2); false: a prefix
+    /// of the preface, wait for more.
+    private func checkPreface() -> Bool {
+        let b = inBuf.readable
+        let n = min(b.count, EchoConnection.preface.count)
+        guard EchoConnection.preface.withUnsafeBytes({ $0.prefix(n).elementsEqual(b.prefix(n)) }) else {
+            atStart = false
+            return true
+        }
+        if n < EchoConnection.preface.count { return false }
+        // Hand the socket and the bytes read so far to the HTTP/2 side.
+        atStart = false
+        closed = true
+        loop.unregister(fd: fd, registration: registration)
+        EchoH2Connection.start(loop: loop, fd: fd, initial: b, pool: pool, options: options)
+        inBuf.clear()
+        return true
     }
 
     func handleEvent(_ events: UInt32) {
@@ -70,6 +96,7 @@ final class EchoConnection: EventHandler {
             switch phase {
             case .head:
                 guard !inBuf.isEmpty else { return }
+                if atStart && (!checkPreface() || closed) { return }
                 switch HTTP1Parser.parseRequestHead(inBuf.readable, into: &head, limits: HTTP1Limits(), scanFrom: &scanFrom) {
                 case .incomplete:
                     return

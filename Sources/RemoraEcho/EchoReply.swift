@@ -13,17 +13,27 @@ struct EchoReply {
     private let path: String
     private let protocolName: String
     private let headers: [(String, String)]
-    private let name: String
+    let name: String
 
     init(head: RequestHead, buf: UnsafeRawBufferPointer, options: EchoServer.Options) {
         func str(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: buf[r]), as: UTF8.self) }
-        method = str(head.method)
-        path = str(head.target)
-        protocolName = head.minorVersion == 0 ? "HTTP/1.0" : "HTTP/1.1"
-        headers = head.headers.map { (str($0.name).lowercased(), str($0.value)) }
+        self.init(method: str(head.method), path: str(head.target),
+                  protocolName: head.minorVersion == 0 ? "HTTP/1.0" : "HTTP/1.1",
+                  headers: head.headers.map { (str($0.name).lowercased(), str($0.value)) },
+                  keepAlive: head.keepAlive, isHead: head.methodKind == .head, options: options)
+    }
+
+    /// The protocol-neutral form: HTTP/2 passes its regular fields (plus `host` from
+    /// `:authority`) so both protocols describe a request the same way.
+    init(method: String, path: String, protocolName: String, headers: [(String, String)],
+         keepAlive: Bool, isHead: Bool, options: EchoServer.Options) {
+        self.method = method
+        self.path = path
+        self.protocolName = protocolName
+        self.headers = headers
         name = options.name
-        keepAlive = head.keepAlive
-        isHead = head.methodKind == .head
+        self.keepAlive = keepAlive
+        self.isHead = isHead
         let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
         let parts = route.split(separator: "/", omittingEmptySubsequences: true)
         var status = options.status ?? 200
@@ -42,6 +52,9 @@ struct EchoReply {
         streamBytes = stream
     }
 
+    /// No body at all for this status (1xx, 204, 304).
+    var noBody: Bool { status == 204 || status == 304 || status < 200 }
+
     /// Writes the head (and the JSON body); returns how many streamed body bytes follow.
     func write(into out: ByteBuffer, bodyBytes: Int) -> Int {
         out.append("HTTP/1.1 ")
@@ -52,7 +65,6 @@ struct EchoReply {
         out.append(name)
         out.append("\r\n")
         if !keepAlive { out.append("connection: close\r\n") }
-        let noBody = status == 204 || status == 304 || status < 200
         if let n = streamBytes, !noBody {
             out.append("content-type: application/octet-stream\r\ncontent-length: ")
             out.append(decimal: n)
@@ -71,7 +83,7 @@ struct EchoReply {
         return 0
     }
 
-    private func jsonBody(bodyBytes: Int) -> String {
+    func jsonBody(bodyBytes: Int) -> String {
         var s = "{\"name\":\(JSON.quote(name)),\"method\":\(JSON.quote(method)),\"path\":\(JSON.quote(path)),"
         s += "\"protocol\":\(JSON.quote(protocolName)),\"headers\":{"
         var merged: [(String, String)] = []

@@ -63,6 +63,8 @@ private final class EchoListener: EventHandler {
     let loop: EventLoop
     let fd: Int32
     let options: EchoServer.Options
+    /// This worker's buffer blocks (HTTP/2 send queues and header scratch).
+    let pool = BufferPool()
 
     init(loop: EventLoop, fd: Int32, options: EchoServer.Options) {
         self.loop = loop
@@ -74,7 +76,7 @@ private final class EchoListener: EventHandler {
     func handleEvent(_ events: UInt32) {
         for _ in 0..<64 {
             guard let (cfd, _) = Socket.accept(fd) else { return }
-            EchoConnection.start(loop: loop, fd: cfd, options: options)
+            EchoConnection.start(loop: loop, fd: cfd, options: options, pool: pool)
         }
     }
 }
