@@ -4,7 +4,6 @@
 public final class LoopTimer {
     let action: () -> Void
     fileprivate(set) var deadline: UInt64 = 0   // ms, monotonic
-    fileprivate var rounds = 0
     fileprivate var bucket = -1
     fileprivate var prev: LoopTimer?
     fileprivate var next: LoopTimer?
@@ -16,7 +15,9 @@ public final class LoopTimer {
 }
 
 /// A hashed timing wheel (as in h2o and Envoy): `slots` buckets of `tick` ms each.
-/// Timers further than one revolution carry a round count.
+/// A bucket holds timers of every revolution; visiting it fires those whose absolute
+/// deadline has passed, so neither an idle loop (the wheel does not turn while nothing
+/// is armed) nor a stall can make a timer fire late by whole revolutions.
 struct TimerWheel {
     static let tick: UInt64 = 8
     static let slots = 512
@@ -29,11 +30,11 @@ struct TimerWheel {
 
     mutating func arm(_ t: LoopTimer, deadline: UInt64, now: UInt64) {
         if t.bucket >= 0 { cancel(t) }
+        // Nothing armed: the wheel has not been turning, catch it up first.
+        if armedCount == 0 { current = max(current, now / TimerWheel.tick) }
         // Round up: a timer may fire up to one tick late, never early.
         let targetTick = max((deadline + TimerWheel.tick - 1) / TimerWheel.tick, current + 1)
-        let delta = targetTick - current
-        t.deadline = deadline
-        t.rounds = Int((delta - 1) / UInt64(TimerWheel.slots))
+        t.deadline = max(deadline, targetTick * TimerWheel.tick)
         let b = Int(targetTick % UInt64(TimerWheel.slots))
         t.bucket = b
         t.prev = nil
@@ -71,9 +72,7 @@ struct TimerWheel {
             var t = buckets[b]
             while let timer = t {
                 t = timer.next
-                if timer.rounds > 0 {
-                    timer.rounds -= 1
-                } else {
+                if timer.deadline <= now {
                     cancel(timer)
                     due.append(timer)
                 }

@@ -67,4 +67,43 @@ final class TimerWheelTests: XCTestCase {
         for t in due { t.action() }
         XCTAssertEqual(count, 100)
     }
+
+    /// The wheel does not turn while nothing is armed (the loop sleeps without a timeout):
+    /// a timer armed after a long idle spell must still fire on time, not revolutions late.
+    func testTimerArmedAfterIdleSpellFiresOnTime() {
+        var wheel = TimerWheel(now: 0)
+        var due: [LoopTimer] = []
+        var firedAt: UInt64?
+        var now: UInt64 = 9_000   // 9 s with nothing armed: expire() was never called
+        let t = LoopTimer { firedAt = now }
+        wheel.arm(t, deadline: now + 100, now: now)
+        while firedAt == nil && now < 30_000 {
+            now += 8
+            wheel.expire(now: now, into: &due)
+            for t in due { t.action() }
+            due.removeAll()
+        }
+        XCTAssertNotNil(firedAt)
+        XCTAssertLessThan(firedAt!, 9_100 + TimerWheel.tick * 2)
+    }
+
+    /// A stall while timers are armed: those due fire at once, later ones keep their time.
+    func testStallKeepsLaterTimers() {
+        var wheel = TimerWheel(now: 0)
+        var fired: [Int] = []
+        let early = LoopTimer { fired.append(1) }
+        let late = LoopTimer { fired.append(2) }
+        wheel.arm(early, deadline: 100, now: 0)
+        wheel.arm(late, deadline: 20_000, now: 0)
+        var due: [LoopTimer] = []
+        wheel.expire(now: 10_000, into: &due)   // a 10 s stall
+        for t in due { t.action() }
+        due.removeAll()
+        XCTAssertEqual(fired, [1])
+        wheel.expire(now: 19_990, into: &due)
+        XCTAssertTrue(due.isEmpty)
+        wheel.expire(now: 20_008, into: &due)
+        for t in due { t.action() }
+        XCTAssertEqual(fired, [1, 2])
+    }
 }
