@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building, testing and the demo need, if missing (Debian packages, pytest).
+# Installs what building, testing and the demo need, if missing (Debian packages; pytest,
+# grpcio and h2 for the end-to-end tests' gRPC and raw HTTP/2 peers).
 # Idempotent: a machine that has everything installs nothing.
 set -euo pipefail
 packages=(libnghttp2-dev libssl-dev libre2-dev pkg-config curl wrk haproxy nghttp2-client)
@@ -13,4 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+pip_missing=()
+python3 -c 'import pytest' 2>/dev/null || pip_missing+=(pytest)
+python3 -c 'import grpc' 2>/dev/null || pip_missing+=(grpcio)
+python3 -c 'import h2' 2>/dev/null || pip_missing+=(h2)
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "installing (pip): ${pip_missing[*]}"
+  python3 -m pip install -q "${pip_missing[@]}"
+fi

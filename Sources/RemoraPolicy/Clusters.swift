@@ -198,3 +198,31 @@ final class ClusterBuilder {
     }
 }
 func joinPath2(_ base: String, _ key: String) -> String { base.isEmpty ? key : base + "." + key }
+
+/// Which protocol the proxy speaks to a cluster's endpoints.
+public enum UpstreamProtocol: Sendable, Hashable {
+    case http1
+    /// h2c, prior knowledge.
+    case http2
+    /// Whatever the client spoke (DestinationRule `useClientProtocol`).
+    case client
+}
+
+extension ClusterSpec {
+    /// Istio's rules: a ServiceEntry port declared HTTP2 or GRPC is spoken to in HTTP/2; a
+    /// DestinationRule may upgrade HTTP/1.1 (`h2UpgradePolicy: UPGRADE`) or follow the client.
+    public var upstreamProtocol: UpstreamProtocol {
+        let http = trafficPolicy?.connectionPool?.http
+        if http?.useClientProtocol == true { return .client }
+        switch serviceProtocol {
+        case "HTTP2", "GRPC": return .http2
+        default: return http?.h2UpgradePolicy == "UPGRADE" ? .http2 : .http1
+        }
+    }
+
+    /// DestinationRule `connectionPool.http.maxConcurrentStreams` (0 or absent: the peer's limit).
+    public var maxStreamsPerConnection: Int? {
+        guard let n = trafficPolicy?.connectionPool?.http?.maxConcurrentStreams, n > 0 else { return nil }
+        return n
+    }
+}

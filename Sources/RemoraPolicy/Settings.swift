@@ -19,6 +19,11 @@ public struct ProxyLimits: Sendable, Hashable {
     public var maxConnections: Int = 10000
     public var bufferLimitBytes: Int = 1_048_576
     public var maxConcurrentStreams: Int = 100
+    /// HTTP/2 receive windows, per stream and per connection. Envoy's edge guidance is 64 KiB
+    /// and 1 MiB; 256 KiB per stream keeps one large gRPC stream fast. Windows re-open only
+    /// as the other side drains, so they bound what a peer can make the proxy hold.
+    public var http2StreamWindowBytes: Int = 262_144
+    public var http2ConnectionWindowBytes: Int = 1_048_576
 
     public init() {}
 }
@@ -77,6 +82,8 @@ public struct ProxySettings: Sendable {
             if let v = l.maxConnections { limits.maxConnections = v }
             if let v = l.bufferLimitBytes { limits.bufferLimitBytes = v }
             if let v = l.maxConcurrentStreams { limits.maxConcurrentStreams = v }
+            if let v = l.http2StreamWindowBytes { limits.http2StreamWindowBytes = v }
+            if let v = l.http2ConnectionWindowBytes { limits.http2ConnectionWindowBytes = v }
         }
     }
 

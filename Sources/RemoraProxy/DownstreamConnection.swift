@@ -7,7 +7,7 @@ import RemoraPolicy
 /// time (pipelined requests wait in the read buffer, so responses stay in order),
 /// streams the body to the upstream, and streams the response back. Both directions
 /// are bounded: a side whose peer buffer is full stops reading until it drains.
-final class DownstreamConnection: EventHandler, DeferredTask {
+final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, ResponseSink {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     let peerIP: String
@@ -36,7 +36,7 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     var head = RequestHead()
     var scanFrom = 0
     var requestBody = BodyDecoder(framing: .none)
-    var upstream: UpstreamConnection?
+    var upstream: UpstreamRequest?
     var exchangeState: ProxyState?
     var keepAlive = true
     var responseFraming = HeadWriter.ResponseFraming.asIs
@@ -44,13 +44,19 @@ final class DownstreamConnection: EventHandler, DeferredTask {
     var retried = false
     var endpoint: EndpointRef?
     var connectTimeoutMs = 10_000
+    /// The request body (or its end) has been handed to the upstream.
+    var requestEndSent = false
+    /// A gRPC request: proxy-generated errors are trailers-only gRPC statuses.
+    var grpc = false
+    /// No request seen yet: the connection may still turn out to be HTTP/2 (the preface).
+    var fresh = true
     /// headers.response of the chosen destination, and CORS headers for the response.
     var responseOps: HeaderOps?
     var corsHeaders: [(String, String)] = []
     /// Shadow copies of the request in flight (fed the request body as it streams).
     var mirrors: [MirrorConnection] = []
     /// A request held by a fault delay.
-    struct PendingFault { let match: RouteMatchResult; let abort: (Int, Int?)? }
+    struct PendingFault { let match: RouteMatchResult; let abort: CustomReply? }
     var pendingFault: PendingFault?
     /// The serialised head of a body-less request, kept to replay it once on a fresh
     /// connection when a reused keep-alive connection turns out to be closed.
@@ -202,6 +208,17 @@ final class DownstreamConnection: EventHandler, DeferredTask {
         } else {
             abort()   // mid-exchange: the upstream exchange is abandoned ("DC")
         }
+    }
+
+    /// Hands the socket to an HTTP/2 connection (the client sent the HTTP/2 preface).
+    func switchToHTTP2() {
+        closed = true
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd, registration: registration)
+        H2DownstreamConnection(worker: worker, fd: fd, peerIP: peerIP, listener: listener, initial: inBuf.readable)
+        inBuf.clear()
+        outBuf.clear()
+        worker.closed(self)
     }
 
     /// Closes at once; an exchange in progress is abandoned and its upstream closed.

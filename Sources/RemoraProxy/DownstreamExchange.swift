@@ -3,8 +3,8 @@ import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
 
-/// One request/response exchange on a downstream connection: route, forward the head
-/// and body upstream, stream the response back, or answer locally (SPEC §6).
+/// One request/response exchange on an HTTP/1.1 client connection: route, forward the
+/// head and body upstream, stream the response back, or answer locally (SPEC §6).
 extension DownstreamConnection {
     /// Parses and forwards as far as the buffers allow.
     func process() {
@@ -12,6 +12,13 @@ extension DownstreamConnection {
             switch requestPhase {
             case .head:
                 guard upstream == nil, responsePhase == .waiting, !inBuf.isEmpty else { return }
+                if fresh {
+                    switch H2Preface.match(inBuf.readable) {
+                    case .yes: return switchToHTTP2()
+                    case .partial: return
+                    case .no: fresh = false
+                    }
+                }
                 switch HTTP1Parser.parseRequestHead(inBuf.readable, into: &head, limits: headLimits, scanFrom: &scanFrom) {
                 case .incomplete:
                     if timerPurpose == .idle { arm(.header, DownstreamConnection.headerTimeoutMs) }
@@ -40,171 +47,133 @@ extension DownstreamConnection {
         closeAfterFlush()
     }
 
+    private var parsedRequest: ParsedRequest {
+        ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
+    }
+
     private func startExchange() {
         let st = worker.state
         exchangeState = st
         worker.loop.cancel(timer)
         keepAlive = head.keepAlive && !worker.draining
         retried = false
+        requestEndSent = false
         responseFraming = .asIs
         lastChunkWritten = false
         responseOps = nil
         corsHeaders = []
-        let req = ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
+        let req = parsedRequest
+        grpc = req.isGrpc
         guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
             return answerLocally(.noRoute)
         }
-        // Istio's HTTP filter order: fault, then CORS, then the router (redirect,
-        // directResponse, forwarding).
-        switch match.entry.actions.fault(random1: worker.random.next32(), random2: worker.random.next32()) {
-        case .none:
-            continueExchange(match, state: st, request: req)
-        case .abort(let status, let grpc):
-            answerFaultAbort(status, grpc)
-        case .delay(let ms):
-            delayForFault(match, ms: ms, abort: nil)
-        case .delayThenAbort(let ms, let status, let grpc):
-            delayForFault(match, ms: ms, abort: (status, grpc))
-        }
+        take(ExchangePlan.fault(match, random: &worker.random) ?? ExchangePlan.router(match, req, corsHeaders: &corsHeaders),
+             match: match, state: st)
     }
 
-    /// CORS, then the rule's action.
-    private func continueExchange(_ match: RouteMatchResult, state st: ProxyState, request req: ParsedRequest) {
-        let actions = match.entry.actions
-        if let cors = actions.cors {
-            let origin = req.header("origin")
-            let preflight = cors.preflight(method: req.method, origin: origin,
-                                           requestMethod: req.header("access-control-request-method"),
-                                           requestHeaders: req.header("access-control-request-headers"))
-            if case .respond(let headers) = preflight {
-                return answerCustom(status: 200, headers: headers, body: [], contentType: nil)
-            }
-            corsHeaders = cors.responseHeaders(origin: origin)
+    private func take(_ step: ExchangeStep, match: RouteMatchResult, state st: ProxyState) {
+        switch step {
+        case .respond(let r):
+            answerCustom(r)
+        case .delay(let ms, let abort):
+            // The request is held (its head stays in the read buffer).
+            requestPhase = .delayed
+            pendingFault = PendingFault(match: match, abort: abort)
+            arm(.faultDelay, ms)
+        case .forward:
+            forward(match, state: st)
         }
-        if let r = actions.redirect(scheme: req.scheme, authority: req.authority, path: req.path,
-                                    matchedPrefix: match.matchedPrefix, listenerPort: req.port) {
-            return answerCustom(status: r.status, headers: [("location", r.location)], body: [], contentType: nil)
-        }
-        if let d = actions.directResponse {
-            return answerCustom(status: d.status, headers: [], body: d.body, contentType: "text/plain")
-        }
-        forward(match, state: st)
-    }
-
-    /// Holds the request (its head stays in the read buffer) for a fault delay.
-    private func delayForFault(_ match: RouteMatchResult, ms: Int, abort: (Int, Int?)?) {
-        requestPhase = .delayed
-        pendingFault = PendingFault(match: match, abort: abort)
-        arm(.faultDelay, ms)
     }
 
     func faultDelayElapsed() {
         guard requestPhase == .delayed, let pending = pendingFault, let st = exchangeState else { return }
         pendingFault = nil
         requestPhase = .head
-        if let (status, grpc) = pending.abort {
-            answerFaultAbort(status, grpc)
+        if let abort = pending.abort {
+            answerCustom(abort)
         } else {
-            let req = ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
-            continueExchange(pending.match, state: st, request: req)
+            take(ExchangePlan.router(pending.match, parsedRequest, corsHeaders: &corsHeaders), match: pending.match, state: st)
         }
         if !closed { process() }
     }
 
-    /// Envoy's fault abort: the status asked for, or for `grpcStatus` a 200 carrying it.
-    private func answerFaultAbort(_ status: Int, _ grpc: Int?) {
-        if let g = grpc {
-            answerCustom(status: 200, headers: [("grpc-status", String(g)), ("grpc-message", "fault filter abort")],
-                         body: [], contentType: "application/grpc")
-        } else {
-            answerCustom(status: status, headers: [], body: Array("fault filter abort".utf8), contentType: "text/plain")
-        }
-    }
-
     /// Sends the request to a destination of the matched rule.
     private func forward(_ match: RouteMatchResult, state st: ProxyState) {
-        let entry = match.entry
-        guard !entry.destinations.isEmpty else { return answerLocally(.noRoute) }
-        let destination = entry.pickDestination(random: worker.random.next32())
-        let clusterIndex = entry.destinations[destination].cluster
-        let cluster = st.clusters[clusterIndex]
-        guard let ep = worker.pickEndpoint(cluster: clusterIndex, in: st) else {
-            return answerLocally(.noHealthyUpstream)
+        let req = parsedRequest
+        let f: Forwarding
+        switch worker.planForward(match, state: st, request: req, peerIP: peerIP, listener: listener.spec, downstreamH2: false) {
+        case .local(let reply): return answerLocally(reply)
+        case .forward(let plan): f = plan
         }
-        endpoint = ep
-        connectTimeoutMs = cluster.spec.connectTimeoutMs
-        guard let (us, reused) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs) else {
-            return answerLocally(.connectFailure)
+        endpoint = f.endpoint
+        connectTimeoutMs = f.cluster.spec.connectTimeoutMs
+        let us: UpstreamRequest
+        var replayable = false
+        if f.http2 {
+            guard let s = worker.h2Stream(f.endpoint, connectTimeoutMs: connectTimeoutMs,
+                                          maxStreams: f.cluster.spec.maxStreamsPerConnection) else {
+                return answerLocally(.connectFailure)
+            }
+            us = s
+        } else {
+            guard let (c, reused) = worker.acquireUpstream(f.endpoint, connectTimeoutMs: connectTimeoutMs) else {
+                return answerLocally(.connectFailure)
+            }
+            us = c
+            replayable = reused && head.framing == .none && !head.upgrade
         }
         upstream = us
         us.attach(self, method: head.methodKind)
-        let buf = inBuf.readable
-        let req = ParsedRequest(head: head, buf: buf, scheme: "http", port: listener.spec.address.port)
-        let actions = entry.actions
-        responseOps = actions.responseHeaders(destination: destination)
-        var ctx = HeadWriter.RequestContext(
-            peerIP: peerIP, forwardedProto: "http", edge: listener.spec.kind == .gateway,
-            path: req.pathRange,
-            hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? cluster.spec.host) : nil,
-            pathRewrite: actions.rewritePath(req.path, matchedPrefix: match.matchedPrefix),
-            authorityRewrite: actions.authorityRewrite(destination: destination),
-            headerOps: actions.requestHeaders(destination: destination))
-        let mirrorClusters = entry.mirrors.isEmpty ? [] : actions.mirrorClusters { _ in self.worker.random.next32() }
-        if !mirrorClusters.isEmpty {
-            // The primary and its shadows carry the same request id.
-            ctx.requestID = req.header("x-request-id") == nil ? RequestID.string(random: &worker.random) : nil
-        }
-        let before = us.outBuf.count
-        HeadWriter.writeRequest(head, buf: buf, ctx: ctx, into: us.outBuf, random: &worker.random)
+        responseOps = f.responseOps
         replay.clear()
-        if reused && head.framing == .none && !head.upgrade {
-            replay.append(UnsafeRawBufferPointer(rebasing: us.outBuf.readable[before...]))
+        if replayable, let c = us as? UpstreamConnection {
+            let before = c.outBuf.count
+            c.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
+            replay.append(UnsafeRawBufferPointer(rebasing: c.outBuf.readable[before...]))
+        } else {
+            us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
         }
-        for c in mirrorClusters { startMirror(cluster: c, state: st, request: req, context: ctx) }
+        for c in f.mirrorClusters {
+            if let m = worker.startMirror(cluster: c, state: st, request: req, context: f.ctx) { mirrors.append(m) }
+        }
         inBuf.consume(head.headBytes)
         scanFrom = 0
         requestBody = BodyDecoder(framing: head.framing)
         requestPhase = requestBody.isComplete ? .done : .body
-        if requestPhase == .done { mirrors.removeAll() }
+        if requestPhase == .done {
+            requestEndSent = true
+            mirrors.removeAll()
+        }
         if head.expectContinue && requestPhase == .body {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flush()
         }
-        if let t = entry.timeoutMs, t > 0 { arm(.request, t) }
+        if let t = f.timeoutMs, t > 0 { arm(.request, t) }
         us.flush()
     }
 
-    /// A fire-and-forget copy of the request (Envoy's shadowing: Host gets "-shadow"); it
-    /// never delays or affects the primary exchange.
-    private func startMirror(cluster: Int, state st: ProxyState, request req: ParsedRequest, context: HeadWriter.RequestContext) {
-        guard !head.upgrade, let ep = worker.pickEndpoint(cluster: cluster, in: st),
-              let m = MirrorConnection.start(worker: worker, endpoint: ep) else { return }
-        var ctx = context
-        ctx.authorityRewrite = MirrorConnection.shadowHost(context.authorityRewrite ?? req.authority)
-        ctx.connectionClose = true
-        HeadWriter.writeRequest(head, buf: req.buf, ctx: ctx, into: m.outBuf, random: &worker.random)
-        m.flush()
-        mirrors.append(m)
-    }
-
     /// A reply the configuration asked for, in place of forwarding.
-    func answerCustom(status: Int, headers: [(String, String)], body: [UInt8], contentType: StaticString?) {
+    func answerCustom(_ r: CustomReply) {
         let unreadBody = requestPhase == .head || requestPhase == .delayed ? head.framing != .none : requestPhase == .body
         if unreadBody { keepAlive = false }
         if requestPhase == .head || requestPhase == .delayed {
             inBuf.consume(head.headBytes)
             scanFrom = 0
         }
-        LocalReply.writeCustom(status: status, headers: headers + corsHeaders, body: body, contentType: contentType,
+        LocalReply.writeCustom(status: r.status, headers: r.headers + corsHeaders, body: r.body, contentType: r.contentType,
                                close: !keepAlive, headRequest: head.methodKind == .head, into: outBuf)
         requestPhase = .done
         responsePhase = .done
         finishExchange(reusable: false)
     }
 
-    /// Answers with a proxy-generated response. A request body not yet read cannot be
-    /// skipped safely, so such a connection closes after the reply.
+    /// Answers with a proxy-generated response (for gRPC, a status in the headers). A
+    /// request body not yet read cannot be skipped safely, so such a connection closes
+    /// after the reply.
     func answerLocally(_ reply: LocalReply) {
+        if grpc {
+            return answerCustom(CustomReply(status: 200, headers: Grpc.replyFields(reply), body: [], contentType: nil))
+        }
         let unreadBody = requestPhase == .head ? head.framing != .none : requestPhase == .body
         if unreadBody { keepAlive = false }
         if requestPhase == .head {
@@ -223,19 +192,19 @@ extension DownstreamConnection {
     /// progress can be made until more input arrives or the upstream drains.
     private func pumpRequestBody() -> Bool {
         guard let us = upstream else { return false }
-        let room = limits.bufferLimitBytes - us.outBuf.count
+        let room = us.sendRoom
         if room <= 0 { return false }
         if inBuf.isEmpty { return false }
-        let out = us.outBuf
         let chunked = head.framing == .chunked
         let mirrors = self.mirrors
         let consumed: Int
         do {
             consumed = try requestBody.decode(inBuf.readable, maxData: room, onData: { data in
-                HeadWriter.writeBody(data, chunked: chunked, into: out)
+                us.sendBody(data)
                 for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: chunked, into: m.outBuf) }
             }, onTrailers: { trailers in
-                HeadWriter.writeLastChunk(trailers, into: out)
+                self.requestEndSent = true
+                us.sendEnd(trailers: .http1(trailers))
                 for m in mirrors where m.accepts(0) { HeadWriter.writeLastChunk(trailers, into: m.outBuf) }
             })
         } catch {
@@ -256,6 +225,10 @@ extension DownstreamConnection {
         inBuf.consume(consumed)
         for m in mirrors { m.flush() }
         if requestBody.isComplete {
+            if !requestEndSent {
+                requestEndSent = true
+                us.sendEnd(trailers: nil)
+            }
             self.mirrors.removeAll()
             requestPhase = .done
             if responsePhase == .done { finishExchange(reusable: false) }
@@ -265,8 +238,8 @@ extension DownstreamConnection {
     }
 
     private func pumpTunnel() {
-        guard let us = upstream, !inBuf.isEmpty else { return }
-        let room = limits.bufferLimitBytes - us.outBuf.count
+        guard let us = upstream as? UpstreamConnection, !inBuf.isEmpty else { return }
+        let room = us.sendRoom
         guard room > 0 else { return }
         let n = min(room, inBuf.count)
         us.outBuf.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<n]))
@@ -274,7 +247,7 @@ extension DownstreamConnection {
         us.flush()
     }
 
-    // MARK: upstream callbacks
+    // MARK: upstream callbacks (ResponseSink)
 
     /// The response head arrived (final status, or 101 for an upgrade).
     func upstreamResponseHead(_ rh: ResponseHead, buf: UnsafeRawBufferPointer) {
@@ -304,10 +277,20 @@ extension DownstreamConnection {
         HeadWriter.writeBody(data, chunked: responseFraming == .chunked, into: outBuf)
     }
 
-    func upstreamResponseTrailers(_ trailers: UnsafeRawBufferPointer) {
+    func upstreamResponseTrailers(_ trailers: Trailers) {
         guard responseFraming == .chunked, head.methodKind != .head else { return }
-        HeadWriter.writeLastChunk(trailers, into: outBuf)
+        outBuf.append("0\r\n")
+        trailers.writeLines(into: outBuf)
+        outBuf.append("\r\n")
         lastChunkWritten = true
+    }
+
+    func upstreamTunnelData(_ data: UnsafeRawBufferPointer) { outBuf.append(data) }
+
+    func flushResponse() { flush() }
+
+    func upstreamSendRoom() {
+        if requestPhase == .body || requestPhase == .tunnel { scheduleResume() }
     }
 
     /// The response is complete. `reusable`: the upstream may keep the connection.
@@ -322,14 +305,12 @@ extension DownstreamConnection {
         } else {
             // The upstream answered before the request body ended (an early 413, say):
             // the rest of the body cannot be skipped safely, so this connection ends.
-            if let us = upstream { upstream = nil; us.close() }
+            if let us = upstream { upstream = nil; us.abandon() }
             closeAfterFlush()
         }
     }
 
-    enum UpstreamFailure { case connectFailed, reset, protocolError }
-
-    /// The upstream connection failed; it has already closed itself.
+    /// The upstream failed; it has already let go of this exchange.
     func upstreamFailed(_ f: UpstreamFailure, reused: Bool) {
         upstream = nil
         guard !closed else { return }
@@ -346,7 +327,7 @@ extension DownstreamConnection {
             }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
-            case .reset: .upstreamReset
+            case .reset, .refused: .upstreamReset
             case .protocolError: .badUpstreamResponse
             }
             answerLocally(reply)
@@ -370,13 +351,16 @@ extension DownstreamConnection {
         worker.loop.cancel(timer)
         if let us = upstream {
             upstream = nil
-            if reusable { worker.release(us) } else { us.close() }
+            if let c = us as? UpstreamConnection {
+                if reusable { worker.release(c) } else { c.close() }
+            }
         }
         exchangeState = nil
         endpoint = nil
         mirrors.removeAll()
         pendingFault = nil
         responseOps = nil
+        grpc = false
         replay.clear()
         requestPhase = .head
         responsePhase = .waiting
@@ -390,5 +374,18 @@ extension DownstreamConnection {
         }
         arm(.idle, DownstreamConnection.idleTimeoutMs)
         if !inBuf.isEmpty || readable { scheduleResume() }
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4), which an h2c client with prior
+/// knowledge sends first.
+enum H2Preface {
+    static let bytes: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    enum Match { case yes, partial, no }
+
+    static func match(_ b: UnsafeRawBufferPointer) -> Match {
+        let n = min(b.count, bytes.count)
+        for i in 0..<n where b[i] != bytes[i] { return .no }
+        return n == bytes.count ? .yes : .partial
     }
 }

@@ -54,35 +54,8 @@ enum HeadWriter {
             out.append(slice(buf, ctx.path))
         }
         out.append(" HTTP/1.1\r\n")
-        let ops = ctx.headerOps.flatMap { $0.isEmpty ? nil : $0 }
-        var hasRequestID = false
-        var hasProto = false
-        var forwardedFor = 0
-        var upgradeValue: Range<Int>?
-        for h in head.headers {
-            if h.hopByHop {
-                if h.token == .upgrade { upgradeValue = h.value }
-                continue
-            }
-            switch h.token {
-            case .xForwardedFor:
-                forwardedFor += 1
-                continue
-            case .xForwardedProto:
-                if ctx.edge { continue }
-                hasProto = true
-            case .xRequestId:
-                hasRequestID = true
-            case .expect where head.expectContinue:
-                continue   // the proxy answered 100 Continue itself (Envoy's default)
-            case .contentLength:
-                continue   // written once below from the parsed framing ("5, 5" or repeats normalised)
-            case .host where ctx.authorityRewrite != nil:
-                continue
-            default:
-                break
-            }
-            if let ops, ops.drops(name: slice(buf, h.name)) { continue }
+        var rules = RequestFieldRules(head: head, ctx: ctx)
+        for h in head.headers where rules.keep(h, buf: buf) {
             writeField(h, buf: buf, into: out)
         }
         if let host = ctx.authorityRewrite ?? (head.hostIndex == nil ? ctx.hostFallback : nil) {
@@ -90,11 +63,11 @@ enum HeadWriter {
             out.append(host)
             out.append("\r\n")
         }
-        if let ops { writeOps(ops, into: out) }
+        if let ops = rules.ops { writeOps(ops, into: out) }
         if ctx.connectionClose { out.append("connection: close\r\n") }
         // One x-forwarded-for: the client's list, then the peer that connected to us.
         out.append("x-forwarded-for: ")
-        if forwardedFor > 0 {
+        if rules.forwardedFor > 0 {
             for h in head.headers where h.token == .xForwardedFor && !h.value.isEmpty {
                 out.append(slice(buf, h.value))
                 out.append(", ")
@@ -102,23 +75,87 @@ enum HeadWriter {
         }
         out.append(ctx.peerIP)
         out.append("\r\n")
-        if !hasProto {
+        if !rules.hasProto {
             out.append("x-forwarded-proto: ")
             out.append(ctx.forwardedProto)
             out.append("\r\n")
         }
-        if !hasRequestID {
+        if !rules.hasRequestID {
             out.append("x-request-id: ")
             if let id = ctx.requestID { out.append(id) } else { RequestID.write(into: out, random: &random) }
             out.append("\r\n")
         }
         writeFraming(head.framing, chunked: head.framing == .chunked, into: out)
-        if head.upgrade, let u = upgradeValue {
+        if head.upgrade, let u = rules.upgradeValue {
             out.append("connection: upgrade\r\nupgrade: ")
             out.append(slice(buf, u))
             out.append("\r\n")
         }
         out.append("\r\n")
+    }
+
+    /// The proxy's rules for a forwarded request's fields, shared by the HTTP/1.1 and
+    /// HTTP/2 writers: which fields pass as sent, and what it learns on the way.
+    struct RequestFieldRules {
+        let ops: HeaderOps?
+        let edge: Bool
+        let expectContinue: Bool
+        let authorityRewritten: Bool
+        var hasRequestID = false
+        var hasProto = false
+        var forwardedFor = 0
+        var upgradeValue: Range<Int>?
+        /// The client's TE lists "trailers" (the only TE HTTP/2 allows; gRPC needs it).
+        var teTrailers = false
+
+        init(head: RequestHead, ctx: RequestContext) {
+            ops = ctx.headerOps.flatMap { $0.isEmpty ? nil : $0 }
+            edge = ctx.edge
+            expectContinue = head.expectContinue
+            authorityRewritten = ctx.authorityRewrite != nil
+        }
+
+        @inline(__always)
+        mutating func keep(_ h: HeaderField, buf: UnsafeRawBufferPointer) -> Bool {
+            if h.hopByHop {
+                if h.token == .upgrade { upgradeValue = h.value }
+                if h.token == .te && HeadWriter.listsTrailers(slice(buf, h.value)) { teTrailers = true }
+                return false
+            }
+            switch h.token {
+            case .xForwardedFor:
+                forwardedFor += 1
+                return false
+            case .xForwardedProto:
+                if edge { return false }
+                hasProto = true
+            case .xRequestId:
+                hasRequestID = true
+            case .expect where expectContinue:
+                return false   // the proxy answered 100 Continue itself (Envoy's default)
+            case .contentLength:
+                return false   // written once from the parsed framing ("5, 5" or repeats normalised)
+            case .host where authorityRewritten:
+                return false
+            default:
+                break
+            }
+            if let ops, ops.drops(name: slice(buf, h.name)) { return false }
+            return true
+        }
+    }
+
+    /// Whether a TE value lists the "trailers" token (case-insensitive).
+    static func listsTrailers(_ v: UnsafeRawBufferPointer) -> Bool {
+        let word: [UInt8] = Array("trailers".utf8)
+        var i = 0
+        while i + word.count <= v.count {
+            var match = true
+            for k in 0..<word.count where v[i + k] | 0x20 != word[k] { match = false; break }
+            if match { return true }
+            i += 1
+        }
+        return false
     }
 
     /// How the response body is framed towards the client.

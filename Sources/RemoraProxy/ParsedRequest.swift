@@ -46,6 +46,15 @@ struct ParsedRequest: RouteRequest {
     var path: String { pathRange.isEmpty ? "/" : string(pathRange) }
     var method: String { string(head.method) }
 
+    /// `content-type: application/grpc…` (not grpc-web), checked on the bytes.
+    var isGrpc: Bool {
+        for h in head.headers where h.token == .contentType {
+            let v = UnsafeRawBufferPointer(rebasing: buf[h.value])
+            return v.starts(with: "application/grpc".utf8) && !v.starts(with: "application/grpc-web".utf8)
+        }
+        return false
+    }
+
     func header(_ lowercasedName: String) -> String? {
         var result: String?
         var name = lowercasedName

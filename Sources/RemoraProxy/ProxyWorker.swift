@@ -2,6 +2,12 @@ import RemoraCore
 import RemoraIO
 import RemoraPolicy
 
+/// A client connection of either protocol, as the worker tracks it for limits and draining.
+protocol DownstreamHandle: AnyObject {
+    /// Idle connections close now, busy ones after their exchanges.
+    func drain()
+}
+
 /// Everything one worker thread owns: its loop, its listeners, its upstream pools and
 /// the configuration state new requests use. Touched only from its own loop.
 final class ProxyWorker {
@@ -18,10 +24,12 @@ final class ProxyWorker {
     /// Idle keep-alive upstream connections by endpoint pool id.
     private var idle: [[UpstreamConnection]] = []
     static let maxIdlePerEndpoint = 256
+    /// Multiplexed HTTP/2 upstream connections by endpoint pool id.
+    private var h2: [[H2UpstreamConnection]] = []
 
     /// Live downstream connections, for the connection limit and for draining.
     private(set) var downstreamCount = 0
-    private var downstreams: [ObjectIdentifier: DownstreamConnection] = [:]
+    private var downstreams: [ObjectIdentifier: DownstreamHandle] = [:]
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
@@ -67,6 +75,33 @@ final class ProxyWorker {
         return (c, false)
     }
 
+    /// The upstream side for a planned exchange: a stream on a shared HTTP/2 connection, or
+    /// an HTTP/1.1 connection of its own. nil when the connect failed at once.
+    func openUpstream(_ f: Forwarding) -> UpstreamRequest? {
+        let timeout = f.cluster.spec.connectTimeoutMs
+        if f.http2 { return h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection) }
+        return acquireUpstream(f.endpoint, connectTimeoutMs: timeout)?.0
+    }
+
+    /// A stream on the first HTTP/2 connection to `endpoint` with room, or on a new one:
+    /// streams spread over as few connections as the stream limits allow.
+    func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?) -> H2UpstreamStream? {
+        let id = endpoint.poolID
+        if id >= h2.count { h2.append(contentsOf: repeatElement([], count: id + 1 - h2.count)) }
+        for c in h2[id] where c.hasRoom && c.maxStreams == maxStreams { return c.newStream() }
+        guard let c = H2UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs,
+                                                   maxStreams: maxStreams) else { return nil }
+        h2[id].append(c)
+        return c.newStream()
+    }
+
+    /// A closed HTTP/2 connection leaves its pool.
+    func forget(_ c: H2UpstreamConnection) {
+        let id = c.endpoint.poolID
+        guard id < h2.count, let i = h2[id].firstIndex(where: { $0 === c }) else { return }
+        h2[id].remove(at: i)
+    }
+
     /// A connection whose exchange ended cleanly goes back to its pool.
     func release(_ c: UpstreamConnection) {
         let id = c.endpoint.poolID
@@ -85,12 +120,12 @@ final class ProxyWorker {
 
     // MARK: downstream bookkeeping
 
-    func accepted(_ c: DownstreamConnection) {
+    func accepted(_ c: DownstreamHandle) {
         downstreams[ObjectIdentifier(c)] = c
         downstreamCount += 1
     }
 
-    func closed(_ c: DownstreamConnection) {
+    func closed(_ c: DownstreamHandle) {
         if downstreams.removeValue(forKey: ObjectIdentifier(c)) != nil { downstreamCount -= 1 }
         if draining && downstreamCount == 0 { finishDrain() }
     }
@@ -105,6 +140,7 @@ final class ProxyWorker {
         for c in Array(downstreams.values) { c.drain() }
         for pool in idle { for c in pool { c.close() } }
         idle.removeAll()
+        for pool in h2 { for c in pool where c.load == 0 { c.close() } }
         if downstreamCount == 0 { finishDrain() }
     }
 

@@ -5,7 +5,7 @@ import RemoraIO
 /// An HTTP/1.1 connection to one upstream endpoint. While attached to a downstream
 /// connection it carries that exchange; between exchanges it waits in its worker's
 /// pool, where any byte or close from the peer retires it.
-final class UpstreamConnection: EventHandler, DeferredTask {
+final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     let endpoint: EndpointRef
@@ -19,7 +19,9 @@ final class UpstreamConnection: EventHandler, DeferredTask {
 
     enum State { case connecting, active, pooled, closed }
     private(set) var state = State.connecting
-    private var owner: DownstreamConnection?
+    private var owner: ResponseSink?
+    /// The request head said chunked: body bytes are chunk-framed on the way.
+    private var requestChunked = false
     private var exchanges = 0
     var pausedForRoom = false
     private var resumeScheduled = false
@@ -73,13 +75,33 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         if readable { readLoop() }   // the peer may have closed while we were busy
     }
 
-    func attach(_ ds: DownstreamConnection, method: Method) {
+    func attach(_ ds: ResponseSink, method: Method) {
         owner = ds
         requestMethod = method
         phase = .head
         scanFrom = 0
         pausedForRoom = false
     }
+
+    // MARK: the request (UpstreamRequest)
+
+    func sendHead(_ head: RequestHead, buf: UnsafeRawBufferPointer, ctx: HeadWriter.RequestContext, random: inout FastRandom) {
+        requestChunked = head.framing == .chunked
+        HeadWriter.writeRequest(head, buf: buf, ctx: ctx, into: outBuf, random: &random)
+    }
+
+    @inline(__always) func sendBody(_ data: UnsafeRawBufferPointer) {
+        HeadWriter.writeBody(data, chunked: requestChunked, into: outBuf)
+    }
+
+    func sendEnd(trailers: Trailers?) {
+        guard requestChunked else { return }
+        outBuf.append("0\r\n")
+        trailers?.writeLines(into: outBuf)
+        outBuf.append("\r\n")
+    }
+
+    var sendRoom: Int { worker.limits.bufferLimitBytes - outBuf.count }
 
     // MARK: events
 
@@ -186,30 +208,30 @@ final class UpstreamConnection: EventHandler, DeferredTask {
                 }
             case .body:
                 let room = ds.responseRoom
-                if room <= 0 { pausedForRoom = true; ds.flush(); return }
-                guard !inBuf.isEmpty else { ds.flush(); return }
+                if room <= 0 { pausedForRoom = true; ds.flushResponse(); return }
+                guard !inBuf.isEmpty else { ds.flushResponse(); return }
                 let consumed: Int
                 do {
                     consumed = try body.decode(inBuf.readable, maxData: room,
                                                onData: { ds.upstreamResponseData($0) },
-                                               onTrailers: { ds.upstreamResponseTrailers($0) })
+                                               onTrailers: { ds.upstreamResponseTrailers(.http1($0)) })
                 } catch {
                     fail(.protocolError)
                     return
                 }
                 inBuf.consume(consumed)
                 if body.isComplete { finishResponse(); return }
-                ds.flush()
+                ds.flushResponse()
                 if consumed == 0 { return }
             case .tunnel:
                 let room = ds.responseRoom
-                if room <= 0 { pausedForRoom = true; ds.flush(); return }
+                if room <= 0 { pausedForRoom = true; ds.flushResponse(); return }
                 let n = min(room, inBuf.count)
                 if n > 0 {
-                    ds.outBuf.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<n]))
+                    ds.upstreamTunnelData(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<n]))
                     inBuf.consume(n)
                 }
-                ds.flush()
+                ds.flushResponse()
                 return
             case .done:
                 return
@@ -250,10 +272,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
                 return
             }
         }
-        if let ds = owner, outBuf.count < worker.limits.bufferLimitBytes,
-           ds.requestPhase == .body || ds.requestPhase == .tunnel {
-            ds.scheduleResume()
-        }
+        if let ds = owner, outBuf.count < worker.limits.bufferLimitBytes { ds.upstreamSendRoom() }
     }
 
     // MARK: ending
@@ -266,7 +285,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         }
     }
 
-    private func fail(_ f: DownstreamConnection.UpstreamFailure) {
+    private func fail(_ f: UpstreamFailure) {
         let ds = owner
         let reused = exchanges > 0
         close()

@@ -30,6 +30,8 @@ public struct ProxySpec: Sendable, Hashable {
         public var maxConnections: Int?
         public var bufferLimitBytes: Int?
         public var maxConcurrentStreams: Int?
+        public var http2StreamWindowBytes: Int?
+        public var http2ConnectionWindowBytes: Int?
     }
 
     /// The resource's name and labels, carried with the spec so that `ConfigSet.proxy` alone
@@ -83,7 +85,10 @@ public struct ProxySpec: Sendable, Hashable {
         s.limits = r.object("limits") { l in
             Limits(maxRequestHeadersKb: l.int("maxRequestHeadersKb", min: 1, max: 8192), maxHeaders: l.int("maxHeaders", min: 1, max: 100_000),
                    maxConnections: l.int("maxConnections", min: 1), bufferLimitBytes: l.int("bufferLimitBytes", min: 0),
-                   maxConcurrentStreams: l.int("maxConcurrentStreams", min: 1, max: Int(Int32.max)))
+                   maxConcurrentStreams: l.int("maxConcurrentStreams", min: 1, max: Int(Int32.max)),
+                   // RFC 9113 §6.9.2: a window is at least the 65 535 default here and at most 2^31-1
+                   http2StreamWindowBytes: l.int("http2StreamWindowBytes", min: 65_535, max: Int(Int32.max)),
+                   http2ConnectionWindowBytes: l.int("http2ConnectionWindowBytes", min: 65_535, max: Int(Int32.max)))
         }
         return s
     }

@@ -1,0 +1,209 @@
+import RemoraCore
+import RemoraH2
+import RemoraHTTP1
+import RemoraIO
+
+/// An h2c connection to one upstream endpoint, shared by as many exchanges as its
+/// streams allow (the peer's SETTINGS_MAX_CONCURRENT_STREAMS, or the DestinationRule's
+/// maxConcurrentStreams). Requests may be submitted while it connects: nghttp2 queues
+/// them behind the connection preface.
+final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate {
+    unowned(unsafe) let worker: ProxyWorker   // workers live for the process
+    let fd: Int32
+    let endpoint: EndpointRef
+    let maxStreams: Int?
+    private var registration = EventLoop.Registration.none
+    private(set) var session: H2Session!
+    private let inBuf: ByteBuffer
+    private let outBuf: ByteBuffer
+    private var readable = false
+    private var writable = false
+    private var sendScheduled = false
+
+    enum State { case connecting, active, closed }
+    private(set) var state = State.connecting
+    private var streams: [Int32: H2UpstreamStream] = [:]
+    /// Streams handed out and not yet finished (including those not yet submitted).
+    private(set) var load = 0
+    private var everConnected = false
+    var fields = H2FieldList()
+
+    private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
+    static let idleTimeoutMs = 60_000
+
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?) {
+        self.worker = worker
+        self.fd = fd
+        self.endpoint = endpoint
+        self.maxStreams = maxStreams
+        inBuf = ByteBuffer(pool: worker.buffers)
+        outBuf = ByteBuffer(pool: worker.buffers)
+    }
+
+    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?) -> H2UpstreamConnection? {
+        guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
+        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams)
+        var settings = H2Settings()
+        let limits = worker.limits
+        settings.initialStreamWindow = limits.http2StreamWindowBytes
+        settings.connectionWindow = limits.http2ConnectionWindowBytes
+        settings.maxHeaderListBytes = limits.maxRequestHeadersKb * 1024
+        settings.maxHeaders = limits.maxHeaders
+        c.session = H2Session(role: .client, settings: settings, pool: worker.buffers, delegate: c)
+        c.registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: c)
+        guard c.registration != .none else { Socket.close(fd); return nil }
+        worker.loop.arm(c.timer, afterMs: connectTimeoutMs)
+        return c
+    }
+
+    /// Whether one more exchange may use this connection.
+    var hasRoom: Bool {
+        guard state != .closed, session.canOpenStream else { return false }
+        return load < min(session.remoteMaxConcurrentStreams, maxStreams ?? Int.max)
+    }
+
+    func newStream() -> H2UpstreamStream {
+        load += 1
+        if state == .active { worker.loop.cancel(timer) }   // the idle timer (connecting: the connect timer stays)
+        return H2UpstreamStream(connection: self)
+    }
+
+    func register(_ s: H2UpstreamStream, id: Int32) { streams[id] = s }
+
+    /// A stream handed out by newStream() is done with the connection.
+    func finished(_ s: H2UpstreamStream) {
+        if s.id >= 0 { streams.removeValue(forKey: s.id) }
+        load -= 1
+        if load == 0 && state == .active {
+            if worker.draining { close(); return }
+            worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs)
+        }
+    }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if state == .connecting {
+            guard events & (IOEvents.writable | IOEvents.error | IOEvents.hangup) != 0 else { return }
+            if Socket.pendingError(fd) != 0 || events & (IOEvents.error | IOEvents.hangup) != 0 && events & IOEvents.writable == 0 {
+                fail(.connectFailed)
+                return
+            }
+            state = .active
+            everConnected = true
+            worker.loop.cancel(timer)
+            if load == 0 { worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs) }
+        }
+        if events & IOEvents.writable != 0 {
+            writable = true
+            sendAndFlush()
+        }
+        if state != .closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
+            readable = true
+            readLoop()
+        }
+    }
+
+    func runDeferred() {
+        sendScheduled = false
+        sendAndFlush()
+    }
+
+    func needsSend() {
+        guard !sendScheduled, state != .closed else { return }
+        sendScheduled = true
+        worker.loop.schedule(self)
+    }
+
+    private func readLoop() {
+        while readable && state == .active {
+            if outBuf.count >= H2DownstreamConnection.outputHighWater { return }
+            let p = inBuf.reserve(16 * 1024)
+            switch Socket.read(fd, into: p, count: 16 * 1024) {
+            case .bytes(let n):
+                inBuf.commit(n)
+                let ok = session.receive(inBuf.readable)
+                inBuf.clear()
+                if !ok { sendAndFlush(); fail(.protocolError); return }
+                sendAndFlush()
+            case .wouldBlock:
+                readable = false
+            case .eof, .failed:
+                readable = false
+                fail(.reset)
+            }
+        }
+    }
+
+    private func sendAndFlush() {
+        guard state == .active else { return }
+        while true {
+            if outBuf.count < H2DownstreamConnection.outputHighWater {
+                guard session.send(into: outBuf, limit: H2DownstreamConnection.outputHighWater) else { fail(.protocolError); return }
+            }
+            if outBuf.isEmpty || !writable { break }
+            switch Socket.write(fd, outBuf.readable) {
+            case .bytes(let n): outBuf.consume(n)
+            case .wouldBlock: writable = false
+            case .eof, .failed:
+                fail(.reset)
+                return
+            }
+        }
+        if outBuf.isEmpty && !session.wantsRead && !session.wantsWrite { fail(.reset) }
+    }
+
+    // MARK: H2SessionDelegate
+
+    func h2Headers(_ s: H2Session, stream: Int32, kind: H2HeadersKind, headers: H2HeaderView, endStream: Bool) {
+        guard let st = streams[stream] else { return }
+        switch kind {
+        case .response: st.receivedResponse(headers, endStream: endStream)
+        case .trailers: st.receivedTrailers(headers)
+        case .informational, .request: break
+        }
+    }
+
+    func h2Data(_ s: H2Session, stream: Int32, data: UnsafeRawBufferPointer) {
+        if let st = streams[stream] { st.receivedData(data) } else { s.consume(stream: stream, count: data.count) }
+    }
+
+    func h2EndStream(_ s: H2Session, stream: Int32) { streams[stream]?.receivedEnd() }
+
+    func h2StreamClosed(_ s: H2Session, stream: Int32, errorCode: UInt32) {
+        guard let st = streams[stream] else { return }
+        st.streamClosed(errorCode: errorCode)
+    }
+
+    func h2SendRoom(_ s: H2Session, stream: Int32) { streams[stream]?.sendRoomOpened() }
+
+    // MARK: ending
+
+    private func timerFired() {
+        switch state {
+        case .connecting: fail(.connectFailed)
+        case .active: if load == 0 { close() }
+        case .closed: break
+        }
+    }
+
+    /// The connection failed: every exchange on it learns why.
+    private func fail(_ f: UpstreamFailure) {
+        guard state != .closed else { return }
+        close(failure: everConnected ? f : .connectFailed)
+    }
+
+    func close(failure: UpstreamFailure = .reset) {
+        guard state != .closed else { return }
+        state = .closed
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd, registration: registration)
+        Socket.close(fd)
+        worker.forget(self)
+        let open = streams
+        streams.removeAll()
+        for st in open.values { st.connectionFailed(failure) }
+        inBuf.clear()
+        outBuf.clear()
+    }
+}
