@@ -317,22 +317,25 @@ def proxy_resource(listen: int, admin: int, health: int, metrics: int, workers: 
 
 
 def service_entry(name: str, host: str, ports: list[int], addr: str = "127.0.0.1",
-                  ns: str = "default") -> dict:
+                  ns: str = "default", protocol: str = "HTTP", port_number: int = 80,
+                  port_name: str = "http") -> dict:
+    """A STATIC ServiceEntry: one service port (port_number, port_name, protocol, e.g.
+    50051/"grpc"/"GRPC") whose endpoints are addr at each of `ports`."""
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "hosts": [host],
-            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "ports": [{"number": port_number, "name": port_name, "protocol": protocol}],
             "resolution": "STATIC",
-            "endpoints": [{"address": addr, "ports": {"http": p}} for p in ports],
+            "endpoints": [{"address": addr, "ports": {port_name: p}} for p in ports],
         },
     }
 
 
 def virtual_service(name: str, hosts: list[str], dest: str, timeout: str | None = None,
-                    ns: str = "default") -> dict:
-    route: dict = {"route": [{"destination": {"host": dest, "port": {"number": 80}}}]}
+                    ns: str = "default", port_number: int = 80) -> dict:
+    route: dict = {"route": [{"destination": {"host": dest, "port": {"number": port_number}}}]}
     if timeout:
         route["timeout"] = timeout
     return {
