@@ -1,15 +1,19 @@
 import RemoraCore
 import RemoraHTTP1
 import RemoraIO
+import RemoraTLS
 
 /// One client of `remora echo`: reads a request and its whole body (counting it),
 /// then answers; keep-alive and pipelining in order. A connection that opens with the
-/// HTTP/2 preface is handed to EchoH2Connection (h2c, prior knowledge).
+/// HTTP/2 preface is handed to EchoH2Connection (h2c, prior knowledge). With TLS the
+/// handshake comes first, and ALPN "h2" hands the connection over at once.
 final class EchoConnection: EventHandler {
     let loop: EventLoop
     let fd: Int32
     let options: EchoServer.Options
     let pool: BufferPool
+    /// HTTPS: all bytes go through this; nil for plain HTTP.
+    private var tls: TLSConnection?
     /// Nothing parsed yet: the bytes may still turn out to be the HTTP/2 preface.
     private var atStart = true
     private var registration = EventLoop.Registration.none
@@ -30,17 +34,18 @@ final class EchoConnection: EventHandler {
     private var streamRemaining = 0
     private lazy var timer = LoopTimer { [unowned self] in self.delayDone() }
 
-    static func start(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool) {
-        let c = EchoConnection(loop: loop, fd: fd, options: options, pool: pool)
+    static func start(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool, tls: TLSConnection?) {
+        let c = EchoConnection(loop: loop, fd: fd, options: options, pool: pool, tls: tls)
         c.registration = loop.register(fd: fd, events: IOEvents.connection, handler: c)
         if c.registration == .none { Socket.close(fd) }
     }
 
-    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool) {
+    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options, pool: BufferPool, tls: TLSConnection?) {
         self.loop = loop
         self.fd = fd
         self.options = options
         self.pool = pool
+        self.tls = tls
     }
 
     private static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -59,27 +64,73 @@ final class EchoConnection: EventHandler {
         atStart = false
         closed = true
         loop.unregister(fd: fd, registration: registration)
-        EchoH2Connection.start(loop: loop, fd: fd, initial: b, pool: pool, options: options)
+        EchoH2Connection.start(loop: loop, fd: fd, initial: b, pool: pool, options: options, tls: tls)
+        tls = nil
         inBuf.clear()
         return true
     }
 
     func handleEvent(_ events: UInt32) {
+        if let t = tls, !t.handshakeDone {
+            handshake(t)
+            return
+        }
         if events & IOEvents.writable != 0 {
             writable = true
+            // A TLS read that needed to write (a key update) is retried now.
+            if tls?.wantsWriteForRead == true { readable = true }
             flush()
         }
         if !closed, events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
             readable = true
+            if tls?.wantsReadForWrite == true {
+                writable = true
+                flush()
+            }
             readLoop()
         }
+    }
+
+    /// Any event moves the handshake on; each want is answered by a later edge, since
+    /// OpenSSL asks only after the socket said EAGAIN.
+    private func handshake(_ t: TLSConnection) {
+        switch t.handshake() {
+        case .wantRead, .wantWrite:
+            return
+        case .failed(let reason):
+            Log.debug("echo: TLS handshake failed: \(reason)")
+            close()
+        case .done:
+            if t.alpn == "h2" {
+                closed = true
+                loop.unregister(fd: fd, registration: registration)
+                EchoH2Connection.start(loop: loop, fd: fd, initial: UnsafeRawBufferPointer(start: nil, count: 0),
+                                       pool: pool, options: options, tls: t)
+                tls = nil
+                return
+            }
+            // The request may already sit in OpenSSL's buffer: no edge will announce it.
+            readable = true
+            writable = true
+            readLoop()
+        }
+    }
+
+    @inline(__always) private func read(into p: UnsafeMutableRawPointer, count: Int) -> Socket.IOResult {
+        if let tls { return tls.read(into: p, count: count) }
+        return Socket.read(fd, into: p, count: count)
+    }
+
+    @inline(__always) private func write(_ bytes: UnsafeRawBufferPointer) -> Socket.IOResult {
+        if let tls { return tls.write(bytes) }
+        return Socket.write(fd, bytes)
     }
 
     private func readLoop() {
         while readable && !closed {
             if inBuf.count >= 256 * 1024 { return }
             let p = inBuf.reserve(16 * 1024)
-            switch Socket.read(fd, into: p, count: 16 * 1024) {
+            switch read(into: p, count: 16 * 1024) {
             case .bytes(let n):
                 inBuf.commit(n)
                 process()
@@ -108,7 +159,7 @@ final class EchoConnection: EventHandler {
                     flush()
                     return
                 case .complete:
-                    reply = EchoReply(head: head, buf: inBuf.readable, options: options)
+                    reply = EchoReply(head: head, buf: inBuf.readable, options: options, tls: tls != nil)
                     if head.expectContinue { outBuf.append("HTTP/1.1 100 Continue\r\n\r\n") }
                     inBuf.consume(head.headBytes)
                     scanFrom = 0
@@ -174,7 +225,7 @@ final class EchoConnection: EventHandler {
     private func flush() {
         while !closed {
             while !outBuf.isEmpty && writable {
-                switch Socket.write(fd, outBuf.readable) {
+                switch write(outBuf.readable) {
                 case .bytes(let n): outBuf.consume(n)
                 case .wouldBlock: writable = false
                 case .eof, .failed: close(); return
@@ -195,6 +246,7 @@ final class EchoConnection: EventHandler {
         closed = true
         loop.cancel(timer)
         loop.unregister(fd: fd, registration: registration)
+        tls?.shutdown()
         Socket.close(fd)
     }
 }

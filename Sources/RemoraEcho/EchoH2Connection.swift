@@ -1,6 +1,7 @@
 import RemoraCore
 import RemoraH2
 import RemoraIO
+import RemoraTLS
 
 /// One HTTP/2 (h2c, prior knowledge) client of `remora echo`: the same replies as
 /// HTTP/1.1 (EchoReply), many streams at once. Request bodies are counted and given
@@ -10,6 +11,8 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
     let loop: EventLoop
     let fd: Int32
     let options: EchoServer.Options
+    /// HTTPS (ALPN h2, or the preface after TLS): all bytes go through this.
+    private let tls: TLSConnection?
     private var registration = EventLoop.Registration.none
     private var session: H2Session!
     private let inBuf = ByteBuffer(capacity: 16 * 1024)
@@ -40,28 +43,46 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
     /// Takes over `fd` (already unregistered by the HTTP/1.1 side) with the bytes read
     /// so far, which start with the connection preface.
     static func start(loop: EventLoop, fd: Int32, initial: UnsafeRawBufferPointer, pool: BufferPool,
-                      options: EchoServer.Options) {
-        let c = EchoH2Connection(loop: loop, fd: fd, options: options)
+                      options: EchoServer.Options, tls: TLSConnection?) {
+        let c = EchoH2Connection(loop: loop, fd: fd, options: options, tls: tls)
         c.session = H2Session(role: .server, settings: H2Settings(), pool: pool, delegate: c)
         c.registration = loop.register(fd: fd, events: IOEvents.connection, handler: c)
         if c.registration == .none {
             Socket.close(fd)
             return
         }
-        if !c.session.receive(initial) { c.failing = true }
+        if initial.count > 0, !c.session.receive(initial) { c.failing = true }
         c.drive()
     }
 
-    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options) {
+    private init(loop: EventLoop, fd: Int32, options: EchoServer.Options, tls: TLSConnection?) {
         self.loop = loop
         self.fd = fd
         self.options = options
+        self.tls = tls
     }
 
     func handleEvent(_ events: UInt32) {
-        if events & IOEvents.writable != 0 { writable = true }
-        if events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 { readable = true }
+        if events & IOEvents.writable != 0 {
+            writable = true
+            // A TLS read that needed to write (a key update) is retried now.
+            if tls?.wantsWriteForRead == true { readable = true }
+        }
+        if events & (IOEvents.readable | IOEvents.readHangup | IOEvents.hangup | IOEvents.error) != 0 {
+            readable = true
+            if tls?.wantsReadForWrite == true { writable = true }
+        }
         drive()
+    }
+
+    @inline(__always) private func read(into p: UnsafeMutableRawPointer, count: Int) -> Socket.IOResult {
+        if let tls { return tls.read(into: p, count: count) }
+        return Socket.read(fd, into: p, count: count)
+    }
+
+    @inline(__always) private func write(_ bytes: UnsafeRawBufferPointer) -> Socket.IOResult {
+        if let tls { return tls.write(bytes) }
+        return Socket.write(fd, bytes)
     }
 
     /// Reads, feeds the session, and writes what it produces, until nothing moves.
@@ -70,7 +91,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
             var moved = false
             if readable && !failing && outBuf.count < EchoH2Connection.outHighWater {
                 let p = inBuf.reserve(16 * 1024)
-                switch Socket.read(fd, into: p, count: 16 * 1024) {
+                switch read(into: p, count: 16 * 1024) {
                 case .bytes(let n):
                     inBuf.commit(n)
                     if !session.receive(inBuf.readable) { failing = true }
@@ -89,7 +110,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
                 if outBuf.count > before { moved = true }
             }
             while writable && !outBuf.isEmpty {
-                switch Socket.write(fd, outBuf.readable) {
+                switch write(outBuf.readable) {
                 case .bytes(let n):
                     outBuf.consume(n)
                     moved = true
@@ -114,6 +135,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
         for s in streams.values { if let t = s.timer { loop.cancel(t) } }
         streams.removeAll()
         loop.unregister(fd: fd, registration: registration)
+        tls?.shutdown()
         Socket.close(fd)
     }
 
@@ -164,7 +186,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
 
     private func reply(_ st: Stream) -> EchoReply {
         EchoReply(method: st.method, path: st.path, protocolName: "HTTP/2", headers: st.headers,
-                  keepAlive: true, isHead: st.method == "HEAD", options: options)
+                  keepAlive: true, isHead: st.method == "HEAD", options: options, tls: tls != nil)
     }
 
     /// The request is complete: answer now, or after /delay/{ms} on this stream's timer.

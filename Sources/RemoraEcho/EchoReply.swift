@@ -14,19 +14,22 @@ struct EchoReply {
     private let protocolName: String
     private let headers: [(String, String)]
     let name: String
+    /// Served over TLS: the JSON says `"tls":true` (absent for plain HTTP).
+    private let tls: Bool
 
-    init(head: RequestHead, buf: UnsafeRawBufferPointer, options: EchoServer.Options) {
+    init(head: RequestHead, buf: UnsafeRawBufferPointer, options: EchoServer.Options, tls: Bool = false) {
         func str(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: buf[r]), as: UTF8.self) }
         self.init(method: str(head.method), path: str(head.target),
                   protocolName: head.minorVersion == 0 ? "HTTP/1.0" : "HTTP/1.1",
                   headers: head.headers.map { (str($0.name).lowercased(), str($0.value)) },
-                  keepAlive: head.keepAlive, isHead: head.methodKind == .head, options: options)
+                  keepAlive: head.keepAlive, isHead: head.methodKind == .head, options: options, tls: tls)
     }
 
     /// The protocol-neutral form: HTTP/2 passes its regular fields (plus `host` from
     /// `:authority`) so both protocols describe a request the same way.
     init(method: String, path: String, protocolName: String, headers: [(String, String)],
-         keepAlive: Bool, isHead: Bool, options: EchoServer.Options) {
+         keepAlive: Bool, isHead: Bool, options: EchoServer.Options, tls: Bool = false) {
+        self.tls = tls
         self.method = method
         self.path = path
         self.protocolName = protocolName
@@ -91,7 +94,9 @@ struct EchoReply {
             if let i = merged.firstIndex(where: { $0.0 == k }) { merged[i].1 += ", " + v } else { merged.append((k, v)) }
         }
         s += merged.map { "\(JSON.quote($0.0)):\(JSON.quote($0.1))" }.joined(separator: ",")
-        s += "},\"bodyBytes\":\(bodyBytes)}"
+        s += "},\"bodyBytes\":\(bodyBytes)"
+        if tls { s += ",\"tls\":true" }
+        s += "}"
         return s
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import RemoraCore
 import RemoraIO
+import RemoraTLS
 
 /// `remora echo` (SPEC §7): a small upstream for demos, tests and benchmarks.
 public final class EchoServer {
@@ -12,6 +13,9 @@ public final class EchoServer {
         public var name: String
         public var status: Int?
         public var workers: Int
+        /// HTTPS (`--tls-cert/--tls-key`): ALPN h2 and http/1.1.
+        public var tlsCertificateFile: String?
+        public var tlsKeyFile: String?
         public init(host: String, port: Int, name: String, status: Int?, workers: Int) {
             self.host = host
             self.port = port
@@ -22,10 +26,19 @@ public final class EchoServer {
     }
 
     let options: Options
+    private var tls: TLSServerContext?
     public init(_ options: Options) { self.options = options }
+
+    /// Loads the certificate and key, if the options name them. `run` does it too; the
+    /// command line calls it first so an unusable file is a usage error, not a bind error.
+    public func loadTLS() throws(TLSError) {
+        guard tls == nil, let cert = options.tlsCertificateFile, let key = options.tlsKeyFile else { return }
+        tls = try TLSServerContext(entries: [(hosts: ["*"], config: TLSServerConfig(certificateFile: cert, privateKeyFile: key))])
+    }
 
     /// Serves until SIGTERM/SIGINT. Throws if the port cannot be bound.
     public func run() throws {
+        try loadTLS()
         let sfd = ProcessSetup.signals()
         ProcessSetup.raiseFileLimit()
         var fds: [Int32] = []
@@ -35,11 +48,11 @@ public final class EchoServer {
             if port == 0 { port = Socket.localPort(fd) }
             fds.append(fd)
         }
-        Log.info("echo \(options.name) listening on \(options.host):\(port)")
+        Log.info("echo \(options.name) listening on \(options.host):\(port)\(tls == nil ? "" : " (TLS)")")
         var threads: [WorkerThread] = []
         for fd in fds {
             let t = WorkerThread(index: threads.count)
-            _ = EchoListener(loop: t.loop, fd: fd, options: options)
+            _ = EchoListener(loop: t.loop, fd: fd, options: options, tls: tls)
             threads.append(t)
             t.start { _ in }
         }
@@ -63,20 +76,30 @@ private final class EchoListener: EventHandler {
     let loop: EventLoop
     let fd: Int32
     let options: EchoServer.Options
+    let tls: TLSServerContext?
     /// This worker's buffer blocks (HTTP/2 send queues and header scratch).
     let pool = BufferPool()
 
-    init(loop: EventLoop, fd: Int32, options: EchoServer.Options) {
+    init(loop: EventLoop, fd: Int32, options: EchoServer.Options, tls: TLSServerContext?) {
         self.loop = loop
         self.fd = fd
         self.options = options
+        self.tls = tls
         _ = loop.register(fd: fd, events: IOEvents.readable, handler: self)
     }
 
     func handleEvent(_ events: UInt32) {
         for _ in 0..<64 {
             guard let (cfd, _) = Socket.accept(fd) else { return }
-            EchoConnection.start(loop: loop, fd: cfd, options: options, pool: pool)
+            var conn: TLSConnection?
+            if let tls {
+                conn = tls.connection(fd: cfd)
+                if conn == nil {
+                    Socket.close(cfd)
+                    continue
+                }
+            }
+            EchoConnection.start(loop: loop, fd: cfd, options: options, pool: pool, tls: conn)
         }
     }
 }

@@ -16,6 +16,12 @@ struct Echo: ParsableCommand {
     @Option(help: "Worker threads.")
     var workers: Int = 1
 
+    @Option(help: "PEM certificate chain: serve HTTPS (ALPN h2 and http/1.1). Needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key for --tls-cert.")
+    var tlsKey: String?
+
     func run() throws {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (0...65535).contains(port) else {
@@ -25,7 +31,18 @@ struct Echo: ParsableCommand {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if let s = status, !(100...999).contains(s) { throw ValidationError("--status must be a 3-digit code") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        let server = EchoServer(.init(host: host, port: port, name: name, status: status, workers: workers))
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
+            if let path, access(path, R_OK) != 0 {
+                throw ValidationError("cannot read \(flag) \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        var options = EchoServer.Options(host: host, port: port, name: name, status: status, workers: workers)
+        options.tlsCertificateFile = tlsCert
+        options.tlsKeyFile = tlsKey
+        let server = EchoServer(options)
+        // A file that is readable but unusable (not PEM, key not matching) is a usage error too.
+        do { try server.loadTLS() } catch { throw ValidationError("--tls-cert/--tls-key: \(error)") }
         do { try server.run() } catch {
             fputs("remora echo: \(error)\n", stderr)
             throw ExitCode(3)

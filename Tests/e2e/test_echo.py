@@ -1,5 +1,6 @@
 """`remora echo` on its own (SPEC §7): default reply, /status, /bytes, /delay, --status,
-request bodies counted; HTTP/1.1 and h2c (prior knowledge) on the same port."""
+request bodies counted; HTTP/1.1 and h2c (prior knowledge) on the same port; HTTPS with
+--tls-cert/--tls-key (ALPN h2 and http/1.1)."""
 import json
 import re
 import shutil
@@ -180,3 +181,194 @@ def test_h2load_all_2xx(env):
     assert m and m.group(3) == "20000" and m.group(4) == "0", out
     assert re.search(r"status codes: 20000 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
     assert e.proc.alive()
+
+
+# ---------------------------------------------------------------------------
+# HTTPS: --tls-cert/--tls-key (ALPN h2 and http/1.1)
+
+import socket
+import ssl
+import struct
+import subprocess
+
+from certs import make_pki
+from harness import free_port, wait_for_port
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"), server_names=["echo.test", "localhost", "127.0.0.1"])
+
+
+def tls_echo(env, pki, name="tls", status=None):
+    port = free_port()
+    args = [env.bin, "echo", "--listen", f"127.0.0.1:{port}", "--name", name,
+            "--tls-cert", pki["server_cert"], "--tls-key", pki["server_key"]]
+    if status is not None:
+        args += ["--status", str(status)]
+    p = env.pm.start(f"echo-{name}", args)
+    wait_for_port(port, 20, p)
+    return p, port
+
+
+def tls_curl(pki, port, path, *args, timeout=60):
+    """curl over HTTPS to echo.test (resolved to 127.0.0.1), verifying against the test CA."""
+    return curl("--cacert", pki["ca"], "--resolve", f"echo.test:{port}:127.0.0.1", *args,
+                f"https://echo.test:{port}{path}", timeout=timeout)
+
+
+def tls_socket(pki, port, alpn=None):
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="echo.test")
+
+
+def test_tls_h2_and_http1_with_curl(env, pki):
+    p, port = tls_echo(env, pki, name="secure")
+    for flag, proto, ver in (("--http2", "HTTP/2", "2"), ("--http1.1", "HTTP/1.1", "1.1")):
+        r = tls_curl(pki, port, "/some/path?x=1", flag, "-H", "X-Test-Header: hello",
+                     "-w", "\n%{http_code} %{http_version}")
+        assert r.returncode == 0, r.stderr
+        body, _, tail = r.stdout.decode().rpartition("\n")
+        assert tail == f"200 {ver}", tail
+        doc = json.loads(body)
+        assert doc["name"] == "secure" and doc["protocol"] == proto, doc
+        assert doc["path"] == "/some/path?x=1", doc
+        assert doc.get("tls") is True, doc
+        assert echo_headers(doc).get("x-test-header") == "hello"
+    # The plain-HTTP reply has no "tls" key.
+    plain = env.echo(name="plain")
+    assert "tls" not in http_request(plain.port, "GET", "/").json()
+    assert p.alive()
+
+
+def test_tls_bytes_upload_and_status(env, pki):
+    _, port = tls_echo(env, pki, name="bulk")
+    for flag in ("--http2", "--http1.1"):
+        for n in (0, 1, 12345, 1_000_000):
+            r = tls_curl(pki, port, f"/bytes/{n}", flag, "-o", "/dev/null", "-w", "%{http_code} %{size_download}")
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.decode() == f"200 {n}", (flag, n, r.stdout)
+        r = tls_curl(pki, port, "/status/503", flag, "-o", "/dev/null", "-w", "%{http_code}")
+        assert r.stdout.decode() == "503"
+    up = env.dir / "upload.bin"
+    up.write_bytes(bytes(range(256)) * 20_000)  # 5 MB
+    for flag in ("--http2", "--http1.1"):
+        r = tls_curl(pki, port, "/upload", flag, "--data-binary", f"@{up}")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["bodyBytes"] == 5_120_000
+
+
+def test_tls_large_download_bounded_memory(env, pki):
+    p, port = tls_echo(env, pki, name="big")
+    for flag in ("--http2", "--http1.1"):
+        r = tls_curl(pki, port, "/bytes/104857600", flag, "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                     timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode() == "200 104857600", r.stdout
+    assert rss_kb(p.pid) < 64 * 1024, f"echo RSS {rss_kb(p.pid)} kB after 2 x 100 MB over TLS"
+
+
+def test_tls_openssl_s_client(env, pki):
+    _, port = tls_echo(env, pki)
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", "h2",
+                        "-servername", "echo.test", "-CAfile", pki["ca"], "-verify_return_error"],
+                       input="", capture_output=True, text=True, errors="replace", timeout=20)
+    assert "ALPN protocol: h2" in r.stdout, r.stdout + r.stderr
+    assert "TLSv1.3" in r.stdout, r.stdout
+    assert "Verify return code: 0 (ok)" in r.stdout, r.stdout
+    # TLS 1.0 is below the server's minimum (1.2): refused with a protocol_version alert.
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1"],
+                       input="", capture_output=True, text=True, errors="replace", timeout=20)
+    assert "alert protocol version" in r.stderr or "no protocols available" in r.stderr, r.stdout + r.stderr
+    # TLS 1.2 is accepted.
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-alpn", "http/1.1",
+                        "-CAfile", pki["ca"]], input="", capture_output=True, text=True, errors="replace", timeout=20)
+    assert "Protocol  : TLSv1.2" in r.stdout and "ALPN protocol: http/1.1" in r.stdout, r.stdout
+
+
+def test_tls_without_alpn_http1_and_h2_preface(env, pki):
+    _, port = tls_echo(env, pki)
+    # No ALPN, HTTP/1.1: keep-alive with two requests in one write.
+    s = tls_socket(pki, port)
+    try:
+        assert s.selected_alpn_protocol() is None
+        s.sendall(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.count(b"HTTP/1.1 200 OK") == 2, data
+        assert b'"path":"/one"' in data and b'"path":"/two"' in data
+    finally:
+        s.close()
+    # No ALPN, HTTP/2 by its preface: the server answers with its SETTINGS frame.
+    s = tls_socket(pki, port)
+    try:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 0)[1:] + b"\x04\x00" + b"\x00\x00\x00\x00")
+        head = b""
+        while len(head) < 9:
+            chunk = s.recv(9 - len(head))
+            assert chunk, "closed before a frame"
+            head += chunk
+        assert head[3] == 0x4, head  # SETTINGS
+    finally:
+        s.close()
+
+
+def test_tls_bad_clients_do_not_disturb(env, pki):
+    p, port = tls_echo(env, pki, name="sturdy")
+    # Plain HTTP to the TLS port: the handshake fails and the connection closes.
+    c = RawConn(port)
+    try:
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.closed_within(5)
+    finally:
+        c.close()
+    # Gone mid-handshake, and an untrusted client that aborts on the server's certificate.
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.sendall(b"\x16\x03\x01\x00\x50")
+    raw.close()
+    ctx = ssl.create_default_context()  # the system store: the test CA is unknown
+    with pytest.raises(ssl.SSLCertVerificationError):
+        ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="echo.test")
+    r = tls_curl(pki, port, "/", "--http2", "-o", "/dev/null", "-w", "%{http_code}")
+    assert r.stdout.decode() == "200", r.stderr
+    assert p.alive()
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed")
+def test_tls_h2load_all_2xx(env, pki):
+    p, port = tls_echo(env, pki, name="load")
+    out = subprocess.run(["h2load", "-n", "10000", "-c", "4", "-m", "16", f"https://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "Application protocol: h2" in out, out
+    assert re.search(r"requests: 10000 total, \d+ started, 10000 done, 10000 succeeded, 0 failed", out), out
+    assert re.search(r"status codes: 10000 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
+    assert p.alive()
+
+
+def test_tls_option_errors_exit_2(env, pki, tmp_path):
+    port = free_port()
+    base = ["echo", "--listen", f"127.0.0.1:{port}"]
+    r = env.run(*base, "--tls-cert", pki["server_cert"])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "--tls-key" in r.stderr, r.stderr
+    missing = tmp_path / "missing.pem"
+    r = env.run(*base, "--tls-cert", missing, "--tls-key", pki["server_key"])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert str(missing) in r.stderr and "No such file" in r.stderr, r.stderr
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    r = env.run(*base, "--tls-cert", junk, "--tls-key", pki["server_key"])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert str(junk) in r.stderr, r.stderr
+    # A key that is not the certificate's.
+    r = env.run(*base, "--tls-cert", pki["server_cert"], "--tls-key", pki["client_key"])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "mismatch" in r.stderr, r.stderr
+    assert "PRIVATE KEY" not in r.stderr
