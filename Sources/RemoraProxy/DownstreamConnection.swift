@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
+import RemoraTLS
 
 /// A client connection speaking HTTP/1.1 on a listener. It parses one request at a
 /// time (pipelined requests wait in the read buffer, so responses stay in order),
@@ -10,6 +11,9 @@ import RemoraPolicy
 final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, ResponseSink {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
+    /// The socket, or TLS over it (a listener whose Gateway servers terminate TLS).
+    var io: Transport
+    private var handshaking = false
     let peerIP: String
     let listener: ListenerRuntime
     private var registration = EventLoop.Registration.none
@@ -44,6 +48,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     var retried = false
     var endpoint: EndpointRef?
     var connectTimeoutMs = 10_000
+    var upstreamTLS: TLSClientContext?
     /// The request body (or its end) has been handed to the upstream.
     var requestEndSent = false
     /// A gRPC request: proxy-generated errors are trailers-only gRPC statuses.
@@ -74,15 +79,44 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     init(worker: ProxyWorker, fd: Int32, peer: SocketAddress, listener: ListenerRuntime) {
         self.worker = worker
         self.fd = fd
+        io = Transport(fd: fd, tls: nil)
         self.peerIP = peer.ip
         self.listener = listener
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
         replay = ByteBuffer(pool: worker.buffers)
+        if let ctx = listener.tls {
+            guard let t = ctx.connection(fd: fd) else { Socket.close(fd); closed = true; return }
+            io.tls = t
+            handshaking = true
+        }
         registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: self)
         guard registration != .none else { Socket.close(fd); closed = true; return }
         worker.accepted(self)
-        arm(.idle, DownstreamConnection.idleTimeoutMs)
+        if handshaking {
+            arm(.header, DownstreamConnection.headerTimeoutMs)
+            continueHandshake()
+        } else {
+            arm(.idle, DownstreamConnection.idleTimeoutMs)
+        }
+    }
+
+    /// One step of the TLS handshake; then HTTP/2 if ALPN chose it, else HTTP/1.1.
+    private func continueHandshake() {
+        switch io.handshakeStep() {
+        case .waiting:
+            return
+        case .failed(let why):
+            worker.tlsHandshakeFailures += 1
+            Log.info("TLS handshake with \(peerIP) on \(listener.spec.name) failed: \(why)")
+            close()
+        case .done:
+            handshaking = false
+            if io.tls?.alpn == "h2" { return switchToHTTP2() }
+            arm(.idle, DownstreamConnection.idleTimeoutMs)
+            readable = true   // TLS may already hold request bytes: no new edge would come
+            readLoop()
+        }
     }
 
     var limits: ProxyLimits { worker.limits }
@@ -95,6 +129,10 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     // MARK: events
 
     func handleEvent(_ events: UInt32) {
+        if handshaking {
+            if events & (IOEvents.hangup | IOEvents.error) != 0 { close(); return }
+            return continueHandshake()
+        }
         if events & IOEvents.writable != 0 {
             writable = true
             flush()
@@ -131,12 +169,12 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
             if inBuf.count >= cap { return }   // resumed when the buffer is consumed
             let p = inBuf.reserve(min(cap - inBuf.count, 4096))
             let want = min(cap - inBuf.count, inBuf.capacity - inBuf.writeIndex)
-            switch Socket.read(fd, into: p, count: want) {
+            switch io.read(into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
                 // A short read drained the socket: the next byte brings a new edge. Unless
                 // the peer half-closed, whose EOF would bring none (nginx's rule).
-                if n < want && !peerHalfClosed { readable = false }
+                if n < want && !peerHalfClosed && io.shortReadDrains { readable = false }
                 process()
             case .wouldBlock:
                 readable = false
@@ -154,7 +192,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
 
     func flush() {
         while !outBuf.isEmpty && writable && !closed {
-            switch Socket.write(fd, outBuf.readable) {
+            switch io.write(outBuf.readable) {
             case .bytes(let n): outBuf.consume(n)
             case .wouldBlock: writable = false
             case .eof, .failed:
@@ -178,6 +216,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     private func startLingering() {
         guard !lingering else { return }
         lingering = true
+        io.closeNotify()
         Socket.shutdownWrite(fd)
         inBuf.clear()
         if let us = upstream {
@@ -191,7 +230,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     private func discardInput() {
         while readable && !closed {
             inBuf.clear()
-            switch Socket.read(fd, into: inBuf.reserve(16 * 1024), count: 16 * 1024) {
+            switch io.read(into: inBuf.reserve(16 * 1024), count: 16 * 1024) {
             case .bytes: continue
             case .wouldBlock: readable = false
             case .eof, .failed: close()
@@ -215,7 +254,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         closed = true
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
-        H2DownstreamConnection(worker: worker, fd: fd, peerIP: peerIP, listener: listener, initial: inBuf.readable)
+        H2DownstreamConnection(worker: worker, io: io, peerIP: peerIP, listener: listener, initial: inBuf.readable)
         inBuf.clear()
         outBuf.clear()
         worker.closed(self)
@@ -229,7 +268,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         closed = true
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
-        if reset { Socket.abort(fd) } else { Socket.close(fd) }
+        if reset { Socket.abort(fd) } else { io.closeNotify(); Socket.close(fd) }
         if let us = upstream {
             upstream = nil
             us.abandon()

@@ -48,7 +48,7 @@ extension DownstreamConnection {
     }
 
     private var parsedRequest: ParsedRequest {
-        ParsedRequest(head: head, buf: inBuf.readable, scheme: "http", port: listener.spec.address.port)
+        ParsedRequest(head: head, buf: inBuf.readable, scheme: io.tls == nil ? "http" : "https", port: listener.spec.address.port)
     }
 
     private func startExchange() {
@@ -64,6 +64,9 @@ extension DownstreamConnection {
         corsHeaders = []
         let req = parsedRequest
         grpc = req.isGrpc
+        if let location = listener.httpsRedirect(req) {
+            return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
+        }
         guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
             return answerLocally(.noRoute)
         }
@@ -107,21 +110,9 @@ extension DownstreamConnection {
         }
         endpoint = f.endpoint
         connectTimeoutMs = f.cluster.spec.connectTimeoutMs
-        let us: UpstreamRequest
-        var replayable = false
-        if f.http2 {
-            guard let s = worker.h2Stream(f.endpoint, connectTimeoutMs: connectTimeoutMs,
-                                          maxStreams: f.cluster.spec.maxStreamsPerConnection) else {
-                return answerLocally(.connectFailure)
-            }
-            us = s
-        } else {
-            guard let (c, reused) = worker.acquireUpstream(f.endpoint, connectTimeoutMs: connectTimeoutMs) else {
-                return answerLocally(.connectFailure)
-            }
-            us = c
-            replayable = reused && head.framing == .none && !head.upgrade
-        }
+        upstreamTLS = f.tls
+        guard let (us, reused) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
+        let replayable = reused && head.framing == .none && !head.upgrade
         upstream = us
         us.attach(self, method: head.methodKind)
         responseOps = f.responseOps
@@ -316,7 +307,7 @@ extension DownstreamConnection {
         guard !closed else { return }
         if responsePhase == .waiting {
             if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
-               let (us, _) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs) {
+               let (us, _) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS) {
                 // A keep-alive connection closed under us before answering: try once more, fresh.
                 retried = true
                 upstream = us
@@ -327,6 +318,7 @@ extension DownstreamConnection {
             }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
+            case .tlsFailed: .upstreamTLSFailure
             case .reset, .refused: .upstreamReset
             case .protocolError: .badUpstreamResponse
             }

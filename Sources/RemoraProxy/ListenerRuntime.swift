@@ -1,19 +1,27 @@
 import RemoraCore
 import RemoraIO
 import RemoraPolicy
+import RemoraTLS
 
 /// One listening socket on one worker (each worker has its own, SO_REUSEPORT).
 final class ListenerRuntime: EventHandler {
     unowned let worker: ProxyWorker
     let fd: Int32
     let spec: ListenerSpec
+    /// Set when the listener's Gateway servers terminate TLS (shared by every worker).
+    let tls: TLSServerContext?
+    /// Hosts of plain servers with `tls.httpsRedirect`: their requests get a 301 to https.
+    let httpsRedirectHosts: [String]
     private var registration = EventLoop.Registration.none
     private var closed = false
 
-    init(worker: ProxyWorker, fd: Int32, spec: ListenerSpec) {
+    init(worker: ProxyWorker, fd: Int32, spec: ListenerSpec, tls: TLSServerContext?) {
         self.worker = worker
         self.fd = fd
         self.spec = spec
+        self.tls = tls
+        httpsRedirectHosts = spec.servers.filter { $0.server.tls?.httpsRedirect == true && !$0.server.terminatesTLS }
+            .flatMap { $0.server.hosts.map { TLSSettings.hostPart($0).lowercased() } }
         // Level-triggered: a burst beyond one batch is picked up on the next iteration.
         registration = worker.loop.register(fd: fd, events: IOEvents.readable, handler: self)
     }
@@ -33,6 +41,17 @@ final class ListenerRuntime: EventHandler {
     /// name, so a configuration change that keeps the listener keeps serving it).
     func listenerIndex(in st: ProxyState) -> Int? {
         st.snapshot.listeners.firstIndex { $0.name == spec.name }
+    }
+
+    /// The `https://` location for a request that must be redirected, else nil.
+    func httpsRedirect<R: RouteRequest>(_ req: R) -> String? {
+        guard !httpsRedirectHosts.isEmpty else { return nil }
+        var host = req.authority.lowercased()
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") { host = String(host[..<colon]) }
+        let matches = httpsRedirectHosts.contains { h in
+            h == "*" || h == host || (h.hasPrefix("*.") && host.hasSuffix(h.dropFirst()))
+        }
+        return matches ? "https://\(host)\(req.path)" : nil
     }
 
     func close() {

@@ -19,6 +19,8 @@ struct LocalReply {
     static let noHealthyUpstream = LocalReply(503, "no healthy upstream", flag: "UH")
     static let connectFailure = LocalReply(502, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", flag: "UF")
     static let upstreamReset = LocalReply(502, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", flag: "UC")
+    /// Envoy's answer when the upstream TLS handshake fails (bad certificate, SAN mismatch).
+    static let upstreamTLSFailure = LocalReply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS error", flag: "UF")
     static let upstreamTimeout = LocalReply(504, "upstream request timeout", flag: "UT")
     static let badUpstreamResponse = LocalReply(502, "upstream sent an invalid response", flag: "UPE")
 

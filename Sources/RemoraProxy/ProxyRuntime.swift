@@ -4,6 +4,7 @@ import Glibc
 import RemoraCore
 import RemoraIO
 import RemoraPolicy
+import RemoraTLS
 
 /// The control thread: binds listeners, starts the workers, and turns signals into
 /// drain (SIGTERM/SIGINT) and reload (SIGHUP).
@@ -29,6 +30,10 @@ public final class ProxyRuntime {
     private var resolving = false
     static let dnsRefreshMs = 30_000
     private lazy var dnsTimer = LoopTimer { [unowned self] in self.refreshDNS() }
+    /// Server certificates of TLS listeners, checked for rotation every second.
+    private var serverTLS: [TLSServerContext] = []
+    static let certificateCheckMs = 1_000
+    private lazy var certificateTimer = LoopTimer { [unowned self] in self.checkCertificates() }
     private lazy var drainTimer = LoopTimer { [unowned self] in
         Log.warning("drain timeout reached with requests still in flight; exiting")
         self.controlLoop.stop()
@@ -49,11 +54,16 @@ public final class ProxyRuntime {
 
         // Bind on this thread so a port that cannot be bound fails start-up, and so port 0
         // resolves once: the other workers bind the port the first one got.
-        var bound: [(ListenerSpec, [Int32])] = []
+        var bound: [(ListenerSpec, [Int32], TLSServerContext?)] = []
         for spec in state.snapshot.listeners {
+            var tls: TLSServerContext?
             if spec.tls {
-                Log.warning("listener \(spec.name) (\(spec.serverProtocol) with TLS) is not served yet: TLS is not implemented")
-                continue
+                do {
+                    tls = try TLSSettings.serverContext(spec, credentialsDir: settings.credentialsDir)
+                } catch {
+                    for (_, fs, _) in bound { for f in fs { Socket.close(f) } }
+                    throw .listen("listener \(spec.name): \(error)")
+                }
             }
             var fds: [Int32] = []
             var port = spec.address.port
@@ -64,19 +74,20 @@ public final class ProxyRuntime {
                     fds.append(fd)
                 } catch {
                     for f in fds { Socket.close(f) }
-                    for (_, fs) in bound { for f in fs { Socket.close(f) } }
+                    for (_, fs, _) in bound { for f in fs { Socket.close(f) } }
                     throw .listen(error.description)
                 }
             }
-            Log.info("listening on \(spec.address.address):\(port) (\(spec.name), \(spec.kind))")
-            bound.append((spec, fds))
+            Log.info("listening on \(spec.address.address):\(port) (\(spec.name), \(spec.kind)\(tls == nil ? "" : ", TLS"))")
+            bound.append((spec, fds, tls))
+            if let tls { serverTLS.append(tls) }
         }
 
         for i in 0..<count {
             let thread = WorkerThread(index: i)
             let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
-            for (spec, fds) in bound {
-                worker.listeners.append(ListenerRuntime(worker: worker, fd: fds[i], spec: spec))
+            for (spec, fds, tls) in bound {
+                worker.listeners.append(ListenerRuntime(worker: worker, fd: fds[i], spec: spec, tls: tls))
             }
             worker.onDrained = { [unowned self] in
                 self.controlLoop.post { self.workerDrained() }
@@ -88,6 +99,7 @@ public final class ProxyRuntime {
         _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
         resolver.start { _ in }
         controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
+        if !serverTLS.isEmpty { controlLoop.arm(certificateTimer, afterMs: ProxyRuntime.certificateCheckMs) }
         Log.info("serving with \(count) worker(s)")
         controlLoop.run()
     }
@@ -113,6 +125,17 @@ public final class ProxyRuntime {
         if drainedWorkers == workers.count {
             Log.info("drained; exiting")
             controlLoop.stop()
+        }
+    }
+
+    /// A Kubernetes secret update swaps the files under a mounted credential: new
+    /// connections get the new certificate, live ones keep theirs.
+    private func checkCertificates() {
+        controlLoop.arm(certificateTimer, afterMs: ProxyRuntime.certificateCheckMs)
+        for ctx in serverTLS {
+            let r = ctx.reloadIfChanged()
+            for path in r.reloaded { Log.info("certificate reloaded: \(path)") }
+            for e in r.errors { Log.error("certificate reload failed, keeping the previous one: \(e)") }
         }
     }
 

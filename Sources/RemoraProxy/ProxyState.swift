@@ -1,6 +1,8 @@
+import RemoraConfig
 import RemoraCore
 import RemoraIO
 import RemoraPolicy
+import RemoraTLS
 
 /// One upstream endpoint as the workers use it: its address and a process-wide stable id
 /// that indexes each worker's connection pools (so pools outlive configuration changes
@@ -15,6 +17,8 @@ public struct EndpointRef: Sendable {
 public struct ClusterTarget: Sendable {
     public let spec: ClusterSpec
     public let endpoints: [EndpointRef]
+    /// DestinationRule `tls` SIMPLE/MUTUAL: the contexts to originate TLS with.
+    let tls: UpstreamTLS?
 }
 
 /// Everything a worker needs for new requests, immutable: the compiled snapshot and
@@ -53,7 +57,8 @@ public final class ProxyState: Sendable {
                 addresses = SocketAddress.resolve(host: host, port: port)
                 if addresses.isEmpty { Log.warning("cluster \(spec.name): DNS gave no address for \(host)") }
             }
-            return ClusterTarget(spec: spec, endpoints: addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) })
+            return ClusterTarget(spec: spec, endpoints: addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) },
+                                 tls: registry.upstreamTLS(spec, credentialsDir: snapshot.settings.credentialsDir))
         }
         return ProxyState(snapshot: snapshot, clusters: clusters, version: version)
     }
@@ -62,8 +67,27 @@ public final class ProxyState: Sendable {
 /// Gives each distinct endpoint address a small integer for the lifetime of the process.
 public final class EndpointRegistry: @unchecked Sendable {
     private var ids: [SocketAddress: Int] = [:]
+    /// Upstream TLS contexts by settings, kept across rebuilds so TLS sessions resume.
+    private var tls: [TLSKey: UpstreamTLS] = [:]
     private let lock = Lock()
     public init() {}
+
+    private struct TLSKey: Hashable {
+        let settings: ClientTLSSettings
+        let host: String
+        let credentialsDir: String
+    }
+
+    /// The TLS contexts for a cluster, built once per distinct settings (files are read
+    /// then; a reload with the same settings keeps them).
+    func upstreamTLS(_ spec: ClusterSpec, credentialsDir: String) -> UpstreamTLS? {
+        guard let settings = spec.trafficPolicy?.tls else { return nil }
+        let key = TLSKey(settings: settings, host: spec.host, credentialsDir: credentialsDir)
+        if let t = lock.withLock({ tls[key] }) { return t }
+        guard let built = TLSSettings.clientContexts(spec, credentialsDir: credentialsDir) else { return nil }
+        lock.withLock { tls[key] = built }
+        return built
+    }
 
     public func id(for a: SocketAddress) -> Int {
         lock.withLock {

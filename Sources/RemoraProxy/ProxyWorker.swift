@@ -1,6 +1,7 @@
 import RemoraCore
 import RemoraIO
 import RemoraPolicy
+import RemoraTLS
 
 /// A client connection of either protocol, as the worker tracks it for limits and draining.
 protocol DownstreamHandle: AnyObject {
@@ -31,6 +32,8 @@ final class ProxyWorker {
     private(set) var downstreamCount = 0
     private var downstreams: [ObjectIdentifier: DownstreamHandle] = [:]
     private(set) var draining = false
+    /// TLS handshakes that failed (bad certificate, unknown protocol, …), downstream and upstream.
+    var tlsHandshakeFailures = 0
     var onDrained: (() -> Void)?
 
     init(index: Int, loop: EventLoop, state: ProxyState) {
@@ -63,13 +66,15 @@ final class ProxyWorker {
 
     /// An idle connection to `endpoint`, or a new one (connect in progress). nil when the
     /// connect failed at once.
-    func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int) -> (UpstreamConnection, reused: Bool)? {
+    func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?) -> (UpstreamConnection, reused: Bool)? {
         if endpoint.poolID < idle.count {
-            while let c = idle[endpoint.poolID].popLast() {
+            // The most recently used first; a connection with other TLS settings stays pooled.
+            while let i = idle[endpoint.poolID].lastIndex(where: { $0.tlsContext === tls }) {
+                let c = idle[endpoint.poolID].remove(at: i)
                 if c.takeFromPool() { return (c, true) }
             }
         }
-        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs) else {
+        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls) else {
             return nil
         }
         return (c, false)
@@ -77,20 +82,25 @@ final class ProxyWorker {
 
     /// The upstream side for a planned exchange: a stream on a shared HTTP/2 connection, or
     /// an HTTP/1.1 connection of its own. nil when the connect failed at once.
-    func openUpstream(_ f: Forwarding) -> UpstreamRequest? {
+    func openUpstream(_ f: Forwarding) -> (UpstreamRequest, reused: Bool)? {
         let timeout = f.cluster.spec.connectTimeoutMs
-        if f.http2 { return h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection) }
-        return acquireUpstream(f.endpoint, connectTimeoutMs: timeout)?.0
+        if f.http2 {
+            guard let s = h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection,
+                                   tls: f.tls) else { return nil }
+            return (s, false)
+        }
+        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls) else { return nil }
+        return (c, reused)
     }
 
     /// A stream on the first HTTP/2 connection to `endpoint` with room, or on a new one:
     /// streams spread over as few connections as the stream limits allow.
-    func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?) -> H2UpstreamStream? {
+    func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?, tls: TLSClientContext?) -> H2UpstreamStream? {
         let id = endpoint.poolID
         if id >= h2.count { h2.append(contentsOf: repeatElement([], count: id + 1 - h2.count)) }
-        for c in h2[id] where c.hasRoom && c.maxStreams == maxStreams { return c.newStream() }
+        for c in h2[id] where c.hasRoom && c.maxStreams == maxStreams && c.tlsContext === tls { return c.newStream() }
         guard let c = H2UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs,
-                                                   maxStreams: maxStreams) else { return nil }
+                                                   maxStreams: maxStreams, tls: tls) else { return nil }
         h2[id].append(c)
         return c.newStream()
     }

@@ -1,6 +1,7 @@
 import RemoraCore
 import RemoraHTTP1
 import RemoraIO
+import RemoraTLS
 
 /// An HTTP/1.1 connection to one upstream endpoint. While attached to a downstream
 /// connection it carries that exchange; between exchanges it waits in its worker's
@@ -9,6 +10,10 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     let endpoint: EndpointRef
+    /// Upstream TLS (DestinationRule `tls`), nil for plain text; pooled connections are
+    /// reused only for the same context.
+    let tlsContext: TLSClientContext?
+    private var io: Transport
     private var registration = EventLoop.Registration.none
 
     let inBuf: ByteBuffer
@@ -17,7 +22,7 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     private var writable = false
     private var peerHalfClosed = false
 
-    enum State { case connecting, active, pooled, closed }
+    enum State { case connecting, handshaking, active, pooled, closed }
     private(set) var state = State.connecting
     private var owner: ResponseSink?
     /// The request head said chunked: body bytes are chunk-framed on the way.
@@ -36,18 +41,20 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
     static let poolIdleTimeoutMs = 60_000
 
-    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef) {
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, tls: TLSClientContext?) {
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
+        tlsContext = tls
+        io = Transport(fd: fd, tls: nil)
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
     }
 
     /// Starts connecting; nil if the connect failed at once.
-    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int) -> UpstreamConnection? {
+    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?) -> UpstreamConnection? {
         guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint)
+        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, tls: tls)
         c.registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: c)
         guard c.registration != .none else { Socket.close(fd); return nil }
         worker.loop.arm(c.timer, afterMs: connectTimeoutMs)
@@ -112,8 +119,33 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
                 fail(.connectFailed)
                 return
             }
-            state = .active
-            worker.loop.cancel(timer)
+            if let ctx = tlsContext {
+                guard let t = ctx.connection(fd: fd) else { fail(.tlsFailed); return }
+                io.tls = t
+                state = .handshaking
+            } else {
+                state = .active
+                worker.loop.cancel(timer)
+            }
+        }
+        if state == .handshaking {
+            switch io.handshakeStep() {
+            case .waiting:
+                return
+            case .failed(let why):
+                worker.tlsHandshakeFailures += 1
+                Log.warning("upstream TLS handshake with \(endpoint.address) failed: \(why) (UF)")
+                fail(.tlsFailed)
+                return
+            case .done:
+                state = .active
+                worker.loop.cancel(timer)
+                writable = true
+                readable = true   // the TLS layer may hold bytes already
+                flush()
+                readLoop()
+                return
+            }
         }
         if events & IOEvents.writable != 0 {
             writable = true
@@ -145,7 +177,7 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
             if state == .pooled {
                 // Idle: any input (or EOF) means the peer is done with this connection.
                 var scratch: UInt64 = 0
-                let r = withUnsafeMutableBytes(of: &scratch) { Socket.read(fd, into: $0.baseAddress!, count: 8) }
+                let r = withUnsafeMutableBytes(of: &scratch) { io.read(into: $0.baseAddress!, count: 8) }
                 if case .wouldBlock = r { readable = false; return }
                 worker.forget(self)
                 close()
@@ -157,20 +189,22 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
             if inBuf.count >= cap { pausedForRoom = true; return }
             let p = inBuf.reserve(min(cap - inBuf.count, 4096))
             let want = min(cap - inBuf.count, inBuf.capacity - inBuf.writeIndex)
-            switch Socket.read(fd, into: p, count: want) {
+            switch io.read(into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
                 // A short read drained the socket: the next byte brings a new edge. Unless
                 // the peer half-closed, whose EOF would bring none (nginx's rule).
-                if n < want && !peerHalfClosed { readable = false }
+                if n < want && !peerHalfClosed && io.shortReadDrains { readable = false }
                 process()
             case .wouldBlock:
                 readable = false
             case .eof:
                 readable = false
+                io.logFailure(to: endpoint, firstExchange: exchanges == 0)
                 peerClosed()
             case .failed:
                 readable = false
+                io.logFailure(to: endpoint, firstExchange: exchanges == 0)
                 fail(.reset)
             }
         }
@@ -264,10 +298,11 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     func flush() {
         guard state == .active else { return }
         while !outBuf.isEmpty && writable {
-            switch Socket.write(fd, outBuf.readable) {
+            switch io.write(outBuf.readable) {
             case .bytes(let n): outBuf.consume(n)
             case .wouldBlock: writable = false
             case .eof, .failed:
+                io.logFailure(to: endpoint, firstExchange: exchanges == 0)
                 fail(.reset)
                 return
             }
@@ -279,7 +314,7 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
 
     private func timerFired() {
         switch state {
-        case .connecting: fail(.connectFailed)
+        case .connecting, .handshaking: fail(.connectFailed)
         case .pooled: worker.forget(self); close()
         default: break
         }
@@ -304,6 +339,7 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
         owner = nil
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
+        io.closeNotify()
         Socket.close(fd)
     }
 }

@@ -72,11 +72,17 @@ class Env:
         self.servers = []  # in-process backends to stop
 
     # -- remora echo
-    def echo(self, name: str = "echo", status: int | None = None) -> Echo:
+    def echo(self, name: str = "echo", status: int | None = None,
+             tls_cert=None, tls_key=None) -> Echo:
+        """tls_cert/tls_key: serve HTTPS (`--tls-cert/--tls-key`, SPEC §7)."""
         port = free_port()
         args = [self.bin, "echo", "--listen", f"127.0.0.1:{port}", "--name", name]
         if status is not None:
             args += ["--status", str(status)]
+        if tls_cert is not None:
+            args += ["--tls-cert", str(tls_cert)]
+        if tls_key is not None:
+            args += ["--tls-key", str(tls_key)]
         p = self.pm.start(f"echo-{name}", args)
         wait_for_port(port, 20, p)
         return Echo(p, port, name)

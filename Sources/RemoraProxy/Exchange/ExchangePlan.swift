@@ -1,6 +1,7 @@
 import RemoraCore
 import RemoraHTTP1
 import RemoraPolicy
+import RemoraTLS
 
 /// What happens to a routed request, decided in Istio's HTTP filter order — fault, then
 /// CORS, then the router (redirect, directResponse, forwarding) — for both downstream
@@ -76,6 +77,8 @@ struct Forwarding {
     /// The route timeout, or a shorter `grpc-timeout` from the client.
     let timeoutMs: Int?
     let http2: Bool
+    /// Upstream TLS for this protocol (nil: plain text).
+    let tls: TLSClientContext?
 }
 
 enum ForwardPlan {
@@ -96,7 +99,7 @@ extension ProxyWorker {
         let actions = entry.actions
         let head = req.head
         var ctx = HeadWriter.RequestContext(
-            peerIP: peerIP, forwardedProto: "http", edge: listener.kind == .gateway,
+            peerIP: peerIP, forwardedProto: req.scheme == "https" ? "https" : "http", edge: listener.kind == .gateway,
             path: req.pathRange,
             hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? cluster.spec.host) : nil,
             pathRewrite: actions.rewritePath(req.path, matchedPrefix: match.matchedPrefix),
@@ -114,16 +117,23 @@ extension ProxyWorker {
         case .http2: !head.upgrade   // an Upgrade (WebSocket) request needs HTTP/1.1
         case .client: downstreamH2
         }
+        var tls: TLSClientContext?
+        if let u = cluster.tls {
+            // Configured but not loadable: fail rather than send plain text.
+            guard let c = http2 ? u.http2 : u.http1 else { return .local(.upstreamTLSFailure) }
+            tls = c
+        }
         return .forward(Forwarding(destination: destination, clusterIndex: clusterIndex, cluster: cluster, endpoint: ep,
                                    ctx: ctx, responseOps: actions.responseHeaders(destination: destination),
-                                   mirrorClusters: mirrorClusters, timeoutMs: timeoutMs, http2: http2))
+                                   mirrorClusters: mirrorClusters, timeoutMs: timeoutMs, http2: http2, tls: tls))
     }
 
     /// A shadow copy of the request to `cluster` (Envoy's shadowing: Host gets "-shadow").
     /// It never delays or affects the primary exchange.
     func startMirror(cluster: Int, state st: ProxyState, request req: ParsedRequest,
                      context: HeadWriter.RequestContext) -> MirrorConnection? {
-        guard let ep = pickEndpoint(cluster: cluster, in: st),
+        // Shadows go in plain text only: a TLS cluster is not mirrored.
+        guard st.clusters[cluster].tls == nil, let ep = pickEndpoint(cluster: cluster, in: st),
               let m = MirrorConnection.start(worker: self, endpoint: ep) else { return nil }
         var ctx = context
         ctx.authorityRewrite = MirrorConnection.shadowHost(context.authorityRewrite ?? req.authority)

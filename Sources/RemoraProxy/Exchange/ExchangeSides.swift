@@ -3,7 +3,7 @@ import RemoraH2
 import RemoraHTTP1
 
 /// How an upstream failed before or during a response.
-enum UpstreamFailure { case connectFailed, reset, refused, protocolError }
+enum UpstreamFailure { case connectFailed, tlsFailed, reset, refused, protocolError }
 
 /// A trailer section from either protocol: HTTP/1.1's raw "name: value\r\n" lines, or an
 /// HTTP/2 header block. Valid only during the call that hands it over.

@@ -12,6 +12,8 @@ import RemoraPolicy
 final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegate, DownstreamHandle {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
+    private let io: Transport
+    var secure: Bool { io.tls != nil }
     let peerIP: String
     let listener: ListenerRuntime
     private var registration = EventLoop.Registration.none
@@ -42,9 +44,10 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
 
     /// Takes over `fd` from an HTTP/1.1 connection that saw the preface in `initial`.
     @discardableResult
-    init(worker: ProxyWorker, fd: Int32, peerIP: String, listener: ListenerRuntime, initial: UnsafeRawBufferPointer) {
+    init(worker: ProxyWorker, io: Transport, peerIP: String, listener: ListenerRuntime, initial: UnsafeRawBufferPointer) {
         self.worker = worker
-        self.fd = fd
+        self.io = io
+        fd = io.fd
         self.peerIP = peerIP
         self.listener = listener
         inBuf = ByteBuffer(pool: worker.buffers)
@@ -64,6 +67,8 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
         if worker.draining { drain() }
         input(initial)
         sendAndFlush()
+        // Under TLS, bytes may already wait inside the TLS layer: no new edge would come.
+        if io.tls != nil { readable = true; readLoop() }
     }
 
     var limits: ProxyLimits { worker.limits }
@@ -100,7 +105,7 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
             if outBuf.count >= H2DownstreamConnection.outputHighWater { return }   // resumed when the socket drains
             let want = 16 * 1024
             let p = inBuf.reserve(want)
-            switch Socket.read(fd, into: p, count: want) {
+            switch io.read(into: p, count: want) {
             case .bytes(let n):
                 inBuf.commit(n)
                 input(inBuf.readable)
@@ -139,7 +144,7 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
                 }
             }
             if outBuf.isEmpty || !writable { break }
-            switch Socket.write(fd, outBuf.readable) {
+            switch io.write(outBuf.readable) {
             case .bytes(let n): outBuf.consume(n)
             case .wouldBlock: writable = false
             case .eof, .failed:
@@ -204,6 +209,7 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
         closed = true
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
+        io.closeNotify()
         Socket.close(fd)
         let open = streams
         streams.removeAll()

@@ -127,6 +127,9 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         state = st
         let req = parsedRequest
         grpc = req.isGrpc
+        if let location = conn.listener.httpsRedirect(req) {
+            return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
+        }
         if head.methodKind == .connect {
             return answerCustom(CustomReply(status: 501, headers: [], body: Array("CONNECT is not supported".utf8), contentType: "text/plain"))
         }
@@ -140,7 +143,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     }
 
     private var parsedRequest: ParsedRequest {
-        ParsedRequest(head: head, buf: headBuf.readable, scheme: "http", port: conn.listener.spec.address.port)
+        ParsedRequest(head: head, buf: headBuf.readable, scheme: conn.secure ? "https" : "http", port: conn.listener.spec.address.port)
     }
 
     private func take(_ step: ExchangeStep, match: RouteMatchResult) {
@@ -175,7 +178,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         case .local(let reply):
             answerLocally(reply)
         case .forward(let f):
-            guard let us = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
+            guard let (us, _) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
             upstream = us
             responseOps = f.responseOps
             us.attach(self, method: head.methodKind)
@@ -303,6 +306,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         if !responseStarted {
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
+            case .tlsFailed: .upstreamTLSFailure
             case .reset, .refused: .upstreamReset
             case .protocolError: .badUpstreamResponse
             }

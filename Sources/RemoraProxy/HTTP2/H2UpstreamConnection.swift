@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraH2
 import RemoraHTTP1
 import RemoraIO
+import RemoraTLS
 
 /// An h2c connection to one upstream endpoint, shared by as many exchanges as its
 /// streams allow (the peer's SETTINGS_MAX_CONCURRENT_STREAMS, or the DestinationRule's
@@ -12,6 +13,8 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     let fd: Int32
     let endpoint: EndpointRef
     let maxStreams: Int?
+    let tlsContext: TLSClientContext?
+    private var io: Transport
     private var registration = EventLoop.Registration.none
     private(set) var session: H2Session!
     private let inBuf: ByteBuffer
@@ -20,7 +23,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     private var writable = false
     private var sendScheduled = false
 
-    enum State { case connecting, active, closed }
+    enum State { case connecting, handshaking, active, closed }
     private(set) var state = State.connecting
     private var streams: [Int32: H2UpstreamStream] = [:]
     /// Streams handed out and not yet finished (including those not yet submitted).
@@ -31,18 +34,21 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
     static let idleTimeoutMs = 60_000
 
-    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?) {
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?, tls: TLSClientContext?) {
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
         self.maxStreams = maxStreams
+        tlsContext = tls
+        io = Transport(fd: fd, tls: nil)
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
     }
 
-    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?) -> H2UpstreamConnection? {
+    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?,
+                        tls: TLSClientContext?) -> H2UpstreamConnection? {
         guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams)
+        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams, tls: tls)
         var settings = H2Settings()
         let limits = worker.limits
         settings.initialStreamWindow = limits.http2StreamWindowBytes
@@ -89,10 +95,31 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
                 fail(.connectFailed)
                 return
             }
-            state = .active
-            everConnected = true
-            worker.loop.cancel(timer)
-            if load == 0 { worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs) }
+            if let ctx = tlsContext {
+                guard let t = ctx.connection(fd: fd) else { fail(.tlsFailed); return }
+                io.tls = t
+                state = .handshaking
+            } else {
+                connected()
+            }
+        }
+        if state == .handshaking {
+            switch io.handshakeStep() {
+            case .waiting:
+                return
+            case .failed(let why):
+                worker.tlsHandshakeFailures += 1
+                Log.warning("upstream TLS handshake with \(endpoint.address) failed: \(why) (UF)")
+                fail(.tlsFailed)
+                return
+            case .done:
+                connected()
+                writable = true
+                readable = true   // the TLS layer may hold bytes already
+                sendAndFlush()
+                readLoop()
+                return
+            }
         }
         if events & IOEvents.writable != 0 {
             writable = true
@@ -102,6 +129,13 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
             readable = true
             readLoop()
         }
+    }
+
+    private func connected() {
+        state = .active
+        everConnected = true
+        worker.loop.cancel(timer)
+        if load == 0 { worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs) }
     }
 
     func runDeferred() {
@@ -119,7 +153,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         while readable && state == .active {
             if outBuf.count >= H2DownstreamConnection.outputHighWater { return }
             let p = inBuf.reserve(16 * 1024)
-            switch Socket.read(fd, into: p, count: 16 * 1024) {
+            switch io.read(into: p, count: 16 * 1024) {
             case .bytes(let n):
                 inBuf.commit(n)
                 let ok = session.receive(inBuf.readable)
@@ -130,6 +164,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
                 readable = false
             case .eof, .failed:
                 readable = false
+                io.logFailure(to: endpoint, firstExchange: false)
                 fail(.reset)
             }
         }
@@ -142,7 +177,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
                 guard session.send(into: outBuf, limit: H2DownstreamConnection.outputHighWater) else { fail(.protocolError); return }
             }
             if outBuf.isEmpty || !writable { break }
-            switch Socket.write(fd, outBuf.readable) {
+            switch io.write(outBuf.readable) {
             case .bytes(let n): outBuf.consume(n)
             case .wouldBlock: writable = false
             case .eof, .failed:
@@ -181,7 +216,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
 
     private func timerFired() {
         switch state {
-        case .connecting: fail(.connectFailed)
+        case .connecting, .handshaking: fail(.connectFailed)
         case .active: if load == 0 { close() }
         case .closed: break
         }
@@ -198,6 +233,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         state = .closed
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
+        io.closeNotify()
         Socket.close(fd)
         worker.forget(self)
         let open = streams
