@@ -51,6 +51,8 @@ public struct ProxySettings: Sendable {
     public var credentialsDir: String = "/etc/remora/credentials"
     public var accessLog: AccessLogTarget = .stdout
     public var drainTimeoutMs: Int = 30_000
+    /// Reload when the configuration files change.
+    public var watch = false
     public var limits = ProxyLimits()
 
     /// All defaults.
@@ -76,6 +78,7 @@ public struct ProxySettings: Sendable {
         case let path?: accessLog = .file(path)
         }
         if let d = spec.drainTimeout { drainTimeoutMs = d.milliseconds }
+        if let w = spec.watch { watch = w }
         if let l = spec.limits {
             if let v = l.maxRequestHeadersKb { limits.maxRequestHeadersKb = v }
             if let v = l.maxHeaders { limits.maxHeaders = v }

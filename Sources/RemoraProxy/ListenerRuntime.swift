@@ -7,11 +7,13 @@ import RemoraTLS
 final class ListenerRuntime: EventHandler {
     unowned let worker: ProxyWorker
     let fd: Int32
-    let spec: ListenerSpec
+    /// Replaced (on this worker's thread) when a reload changes the listener's servers but
+    /// not its address: the socket and its connections stay.
+    private(set) var spec: ListenerSpec
     /// Set when the listener's Gateway servers terminate TLS (shared by every worker).
-    let tls: TLSServerContext?
+    private(set) var tls: TLSServerContext?
     /// Hosts of plain servers with `tls.httpsRedirect`: their requests get a 301 to https.
-    let httpsRedirectHosts: [String]
+    private(set) var httpsRedirectHosts: [String]
     private var registration = EventLoop.Registration.none
     private var closed = false
 
@@ -20,8 +22,7 @@ final class ListenerRuntime: EventHandler {
         self.fd = fd
         self.spec = spec
         self.tls = tls
-        httpsRedirectHosts = spec.servers.filter { $0.server.tls?.httpsRedirect == true && !$0.server.terminatesTLS }
-            .flatMap { $0.server.hosts.map { TLSSettings.hostPart($0).lowercased() } }
+        httpsRedirectHosts = ListenerRuntime.redirectHosts(spec)
         // Level-triggered: a burst beyond one batch is picked up on the next iteration.
         registration = worker.loop.register(fd: fd, events: IOEvents.readable, handler: self)
     }
@@ -41,6 +42,17 @@ final class ListenerRuntime: EventHandler {
     /// name, so a configuration change that keeps the listener keeps serving it).
     func listenerIndex(in st: ProxyState) -> Int? {
         st.snapshot.listeners.firstIndex { $0.name == spec.name }
+    }
+
+    func update(spec: ListenerSpec, tls: TLSServerContext?) {
+        self.spec = spec
+        self.tls = tls
+        httpsRedirectHosts = ListenerRuntime.redirectHosts(spec)
+    }
+
+    private static func redirectHosts(_ spec: ListenerSpec) -> [String] {
+        spec.servers.filter { $0.server.tls?.httpsRedirect == true && !$0.server.terminatesTLS }
+            .flatMap { $0.server.hosts.map { TLSSettings.hostPart($0).lowercased() } }
     }
 
     /// The `https://` location for a request that must be redirected, else nil.

@@ -30,8 +30,16 @@ public final class ProxyRuntime {
     private var resolving = false
     static let dnsRefreshMs = 30_000
     private lazy var dnsTimer = LoopTimer { [unowned self] in self.refreshDNS() }
+    /// The listeners bound now, by name: their sockets (one per worker) and TLS context.
+    private var bound: [String: BoundListener] = [:]
+    private struct BoundListener {
+        var spec: ListenerSpec
+        let fds: [Int32]
+        var tls: TLSServerContext?
+    }
+    private var workerCount = 0
     /// Server certificates of TLS listeners, checked for rotation every second.
-    private var serverTLS: [TLSServerContext] = []
+    private var serverTLS: [TLSServerContext] { bound.values.compactMap(\.tls) }
     static let certificateCheckMs = 1_000
     private lazy var certificateTimer = LoopTimer { [unowned self] in self.checkCertificates() }
     private lazy var drainTimer = LoopTimer { [unowned self] in
@@ -52,42 +60,24 @@ public final class ProxyRuntime {
         let settings = state.snapshot.settings
         let count = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
+        workerCount = count
+
         // Bind on this thread so a port that cannot be bound fails start-up, and so port 0
         // resolves once: the other workers bind the port the first one got.
-        var bound: [(ListenerSpec, [Int32], TLSServerContext?)] = []
         for spec in state.snapshot.listeners {
-            var tls: TLSServerContext?
-            if spec.tls {
-                do {
-                    tls = try TLSSettings.serverContext(spec, credentialsDir: settings.credentialsDir)
-                } catch {
-                    for (_, fs, _) in bound { for f in fs { Socket.close(f) } }
-                    throw .listen("listener \(spec.name): \(error)")
-                }
+            do {
+                bound[spec.name] = try bind(spec)
+            } catch {
+                for b in bound.values { for f in b.fds { Socket.close(f) } }
+                throw error
             }
-            var fds: [Int32] = []
-            var port = spec.address.port
-            for _ in 0..<count {
-                do {
-                    let fd = try Socket.listen(host: spec.address.address, port: port, reusePort: true)
-                    if port == 0 { port = Socket.localPort(fd) }
-                    fds.append(fd)
-                } catch {
-                    for f in fds { Socket.close(f) }
-                    for (_, fs, _) in bound { for f in fs { Socket.close(f) } }
-                    throw .listen(error.description)
-                }
-            }
-            Log.info("listening on \(spec.address.address):\(port) (\(spec.name), \(spec.kind)\(tls == nil ? "" : ", TLS"))")
-            bound.append((spec, fds, tls))
-            if let tls { serverTLS.append(tls) }
         }
 
         for i in 0..<count {
             let thread = WorkerThread(index: i)
             let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
-            for (spec, fds, tls) in bound {
-                worker.listeners.append(ListenerRuntime(worker: worker, fd: fds[i], spec: spec, tls: tls))
+            for b in bound.values.sorted(by: { $0.spec.name < $1.spec.name }) {
+                worker.listeners.append(ListenerRuntime(worker: worker, fd: b.fds[i], spec: b.spec, tls: b.tls))
             }
             worker.onDrained = { [unowned self] in
                 self.controlLoop.post { self.workerDrained() }
@@ -128,6 +118,97 @@ public final class ProxyRuntime {
         }
     }
 
+    /// Binds one socket per worker (SO_REUSEPORT) and loads the listener's certificates.
+    private func bind(_ spec: ListenerSpec) throws(StartError) -> BoundListener {
+        var tls: TLSServerContext?
+        if spec.tls {
+            do {
+                tls = try TLSSettings.serverContext(spec, credentialsDir: state.snapshot.settings.credentialsDir)
+            } catch {
+                throw .listen("listener \(spec.name): \(error)")
+            }
+        }
+        var fds: [Int32] = []
+        var port = spec.address.port
+        for _ in 0..<workerCount {
+            do {
+                let fd = try Socket.listen(host: spec.address.address, port: port, reusePort: true)
+                if port == 0 { port = Socket.localPort(fd) }
+                fds.append(fd)
+            } catch {
+                for f in fds { Socket.close(f) }
+                throw .listen(error.description)
+            }
+        }
+        Log.info("listening on \(spec.address.address):\(port) (\(spec.name), \(spec.kind)\(tls == nil ? "" : ", TLS"))")
+        return BoundListener(spec: spec, fds: fds, tls: tls)
+    }
+
+    /// Hands a new configuration to every worker and calls `done` (on the control loop)
+    /// once all of them have it. Listeners are opened or closed only when the listener set
+    /// changed; a listener whose servers changed keeps its socket and connections.
+    func install(_ snapshot: Snapshot, version: Int, done: @escaping () -> Void) {
+        let next = ProxyState.build(snapshot, version: version, registry: registry)
+        let wanted = Dictionary(snapshot.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var removed: [String] = []
+        for name in bound.keys where wanted[name] == nil {
+            removed.append(name)
+            bound.removeValue(forKey: name)   // each worker closes its own socket
+        }
+        var added: [BoundListener] = []
+        var updated: [BoundListener] = []
+        for (name, spec) in wanted.sorted(by: { $0.key < $1.key }) {
+            if var b = bound[name] {
+                guard b.spec != spec else { continue }
+                if spec.tls {
+                    do { b.tls = try TLSSettings.serverContext(spec, credentialsDir: snapshot.settings.credentialsDir) } catch {
+                        Log.error("reload: listener \(name) keeps its previous certificates: \(error)")
+                    }
+                } else {
+                    b.tls = nil
+                }
+                b.spec = spec
+                bound[name] = b
+                updated.append(b)
+            } else {
+                do {
+                    let b = try bind(spec)
+                    bound[name] = b
+                    added.append(b)
+                } catch {
+                    Log.error("reload: listener \(name) not opened: \(error)")
+                }
+            }
+        }
+        if !removed.isEmpty || !added.isEmpty {
+            Log.info("listeners: \(added.count) opened, \(removed.count) closed")
+        }
+        state = next
+        var pending = workers.count
+        for (i, w) in workers.enumerated() {
+            w.loop.post { [controlLoop] in
+                w.install(next)
+                w.listeners.removeAll { l in
+                    guard removed.contains(l.spec.name) else { return false }
+                    l.close()
+                    return true
+                }
+                for b in updated {
+                    w.listeners.first { $0.spec.name == b.spec.name }?.update(spec: b.spec, tls: b.tls)
+                }
+                if !w.draining {
+                    for b in added { w.listeners.append(ListenerRuntime(worker: w, fd: b.fds[i], spec: b.spec, tls: b.tls)) }
+                } else {
+                    for b in added { Socket.close(b.fds[i]) }
+                }
+                controlLoop.post {
+                    pending -= 1
+                    if pending == 0 { done() }
+                }
+            }
+        }
+    }
+
     /// A Kubernetes secret update swaps the files under a mounted credential: new
     /// connections get the new certificate, live ones keep theirs.
     private func checkCertificates() {
@@ -162,13 +243,8 @@ public final class ProxyRuntime {
     private func reloadNow() {
         do {
             let snapshot = try reload()
-            let next = ProxyState.build(snapshot, version: state.version + 1, registry: registry)
-            if Set(next.snapshot.listeners) != Set(state.snapshot.listeners) {
-                Log.warning("reload: the listener set changed; listeners are kept as they were until restart")
-            }
-            state = next
-            for w in workers { w.loop.post { w.install(next) } }
-            Log.info("configuration reloaded (version \(next.version))")
+            let version = state.version + 1
+            install(snapshot, version: version) { Log.info("configuration reloaded (version \(version))") }
         } catch {
             Log.error("reload rejected, configuration unchanged: \(error)")
         }

@@ -50,6 +50,8 @@ public struct ProxySpec: Sendable, Hashable {
     /// "stdout", "off" or a file path.
     public var accessLog: String?
     public var drainTimeout: ConfigDuration?
+    /// Reload when the `-c` files change (a ConfigMap volume update swaps a symlink).
+    public var watch: Bool?
     public var limits: Limits?
 
     public init() {}
@@ -82,6 +84,7 @@ public struct ProxySpec: Sendable, Hashable {
             }
         }
         s.drainTimeout = r.duration("drainTimeout")
+        s.watch = r.bool("watch")
         s.limits = r.object("limits") { l in
             Limits(maxRequestHeadersKb: l.int("maxRequestHeadersKb", min: 1, max: 8192), maxHeaders: l.int("maxHeaders", min: 1, max: 100_000),
                    maxConnections: l.int("maxConnections", min: 1), bufferLimitBytes: l.int("bufferLimitBytes", min: 0),
