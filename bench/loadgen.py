@@ -1,5 +1,5 @@
-"""Load generators: wrk (saturating keep-alive load), h2load (fixed rate, exact counts)
-and a Python client that opens and holds many idle keep-alive connections.
+"""Load generators: wrk (saturating keep-alive load), h2load (fixed rate, exact counts;
+HTTP/2 h2c and gRPC load), nghttp (one checked gRPC call) and a Python client that opens and holds many idle keep-alive connections.
 
 Every external tool runs under a timeout (h2load 1.52 spins forever when --rps is
 combined with -D, so fixed-rate runs use -n, a request count, instead).
@@ -106,6 +106,91 @@ def h2load_count(port: int, requests: int, clients: int) -> dict:
     if not m:
         raise LoadError(f"cannot parse h2load output:\n{out}")
     return {"requests": int(m.group(3)), "succeeded": int(m.group(4))}
+
+
+def h2load_h2c(port: int, authority: str, clients: int, streams: int, seconds: float, path: str = "/",
+               data: Path | None = None, headers: tuple[str, ...] = (), during=None) -> dict:
+    """HTTP/2 over cleartext with prior knowledge (h2load's default for http:// URLs):
+    `clients` connections, `streams` requests in flight on each, for `seconds` (-D: the
+    requests still in flight at the end are neither counted nor failed). With `data`,
+    every request is a POST of that file's bytes. `during` (optional) is called once
+    halfway through the run and its result returned as "during".
+
+    Figures: requests (done), rps, ok (2xx), errors (failed + errored + timed out +
+    non-2xx), data_bytes (response DATA payload), latency percentiles p50/p90/p99 (µs,
+    from h2load's per-request log: send to end of response) and mean."""
+    dur = f"{seconds:g}" if seconds == int(seconds) else f"{round(seconds * 1000)}ms"   # -D takes no fraction
+    cmd = ["h2load", f"-c{clients}", f"-m{streams}", f"-D{dur}", "-H", f":authority: {authority}"]
+    if data is not None:
+        cmd += ["-d", str(data)]
+    for h in headers:
+        cmd += ["-H", h]
+    with tempfile.TemporaryDirectory(prefix="h2load-") as tmpdir:
+        log = Path(tmpdir) / "requests.log"    # a new file: h2load appends to an existing one
+        cmd += [f"--log-file={log}", f"http://{HOST}:{port}{path}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        mid = None
+        try:
+            if during is not None:
+                time.sleep(0.3 + seconds / 2)   # h2load connects first, then runs -D seconds
+                mid = during()
+            out, err = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise LoadError(f"timed out after {seconds + 60:.0f}s: {' '.join(cmd)}")
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+        if proc.returncode != 0:
+            raise LoadError(f"exit {proc.returncode}: {' '.join(cmd)}\n{out}\n{err}")
+        lat = []
+        with open(log) as f:
+            for line in f:
+                cols = line.split("\t")
+                if len(cols) >= 3 and cols[1].startswith("2"):
+                    lat.append(int(cols[2]))
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    fin = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    tr = re.search(r"traffic: .*?, \S+ \((\d+)\) data", out)
+    if not (m and st and fin and tr):
+        raise LoadError(f"cannot parse h2load output: {' '.join(cmd)}\n{out}\n{err}")
+    done, failed, errored, timeout = int(m.group(3)), int(m.group(5)), int(m.group(6)), int(m.group(7))
+    ok, non2xx = int(st.group(1)), sum(int(st.group(i)) for i in (2, 3, 4))
+    lat.sort()
+    res = {"requests": done, "inflight": int(m.group(2)) - done, "rps": float(fin.group(3)), "ok": ok,
+           "errors": failed + errored + timeout + non2xx, "data_bytes": int(tr.group(1)),
+           "mean_us": statistics.fmean(lat) if lat else float("nan"), "output": out}
+    for pct in (50, 90, 99):
+        res[f"p{pct}_us"] = _percentile(lat, pct)
+    if during is not None:
+        res["during"] = mid
+    return res
+
+
+def grpc_call(port: int, authority: str, path: str, request: bytes, expect: bytes, what: str = "") -> None:
+    """One unary gRPC call over h2c with nghttp: raise unless the response is :status 200,
+    exactly the message `expect`, and `grpc-status: 0` (trailers or trailers-only)."""
+    with tempfile.NamedTemporaryFile(prefix="grpc-", suffix=".bin") as body:
+        body.write(request)
+        body.flush()
+        base = ["nghttp", "-d", body.name, "-H", f":authority: {authority}", "-H", "content-type: application/grpc",
+                "-H", "te: trailers", f"http://{HOST}:{port}{path}"]
+        try:
+            got = subprocess.run(base, capture_output=True, timeout=30).stdout
+            frames = subprocess.run(base[:1] + ["-v"] + base[1:], capture_output=True, timeout=30).stdout
+        except subprocess.TimeoutExpired:
+            raise LoadError(f"{what}: grpc call timed out: {' '.join(base)}")
+    text = frames.decode(errors="replace")
+    status = re.search(r"recv \(stream_id=\d+\) :status: (\d+)", text)
+    grpc = re.search(r"recv \(stream_id=\d+\) grpc-status: (\d+)", text)
+    if not (status and status.group(1) == "200" and grpc and grpc.group(1) == "0" and got == expect):
+        raise LoadError(f"{what}: gRPC call {path} failed: :status {status and status.group(1)}, grpc-status "
+                        f"{grpc and grpc.group(1)}, message {got!r} (expected {expect!r}); nghttp -v said:\n"
+                        f"{text[-3000:]}")
 
 
 def _percentile(sorted_values: list[int], pct: float) -> float:

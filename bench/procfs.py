@@ -122,3 +122,34 @@ def machine() -> dict:
         distro = "unknown"
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
             "memory_gib": round(mem_gib, 1), "os": distro}
+
+
+def upstream_connections(sid: int, ports: set[int]) -> int:
+    """How many established TCP connections the processes of session `sid` hold to
+    HOST:port for a port in `ports` (IPv4; matched through the sockets' inodes, so a
+    connection another proxy holds to the same backend is not counted)."""
+    inodes = set()
+    for pid in session_pids(sid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    count = 0
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                # cols: sl local_address rem_address st ... inode (index 9); 01 = ESTABLISHED
+                if cols[3] == "01" and int(cols[2].split(":")[1], 16) in ports and cols[9] in inodes:
+                    count += 1
+    except OSError:
+        pass
+    return count

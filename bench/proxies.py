@@ -6,7 +6,8 @@ appends X-Forwarded-For and (where the proxy can) adds an X-Request-ID, as a mes
 sidecar does. The backend is one nginx worker answering every request with a small
 fixed body; it is also the "direct" target that latency is compared against.
 
-Adding a proxy: subclass Proxy (name, version(), command()), add it to PROXIES.
+Adding a proxy: subclass Proxy (name, version(), command(), the `protocols` it can
+run, and endpoints() if it needs listeners of its own for some), add it to all_proxies.
 """
 from __future__ import annotations
 
@@ -17,13 +18,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import procfs
 
 HOST = "127.0.0.1"
 AUTHORITY = "backend.local"   # the Host header every request carries
+# the hosts the HTTP/2-upstream scenarios send to (:authority), each routed to a backend
+# that speaks h2c: where a proxy listens on one port for all, it routes by this
+AUTHORITY_H2 = "backend-h2.local"       # the backend nginx's h2c port
+AUTHORITY_GRPC = "backend-grpc.local"   # etcd's gRPC port
 MAX_CONNECTIONS = 12000       # > the 10 000 idle connections the memory scenario opens
 _hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 FD_LIMIT = 65536 if _hard == resource.RLIM_INFINITY else min(_hard, 65536)  # 20 000 here
@@ -47,11 +54,31 @@ def first_line(cmd: list[str]) -> str:
     return out[0].strip() if out else "unknown"
 
 
-class Running:
-    """A started process (in a session of its own) listening on `port`."""
+@dataclass(frozen=True)
+class BackendPorts:
+    """Where the backends listen; every proxy is configured with all three."""
+    http1: int                # nginx, HTTP/1.1
+    h2c: int                  # the same nginx, h2c prior knowledge (`listen ... http2`)
+    grpc: int                 # etcd's client port: gRPC over h2c (started only for the grpc scenario)
 
-    def __init__(self, name: str, port: int, cmd: list, log: Path, env: dict | None = None):
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a scenario sends its load, and the :authority / Host it names."""
+    port: int
+    authority: str
+
+
+class Running:
+    """A started process (in a session of its own) listening on `port` (HTTP/1.1);
+    `endpoints` maps each protocol (scenarios.Scenario.protocol) the process serves to
+    the port and authority to use for it."""
+
+    def __init__(self, name: str, port: int, cmd: list, log: Path, env: dict | None = None,
+                 endpoints: dict[str, Endpoint] | None = None, scratch: Path | None = None):
         self.name, self.port, self.log = name, port, log
+        self.endpoints = {"http1": Endpoint(port, AUTHORITY), **(endpoints or {})}
+        self.scratch = scratch     # a directory removed when the process is stopped
         self._log = open(log, "wb")
         self.popen = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL,
                                       stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -67,15 +94,18 @@ class Running:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; log {self.log}:\n{tail}")
 
     def wait_listening(self, timeout: float = 30) -> None:
+        """Until every port it serves on accepts connections."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name}: nothing listening on {self.port} after {timeout}s")
+        for port in sorted({self.port} | {e.port for e in self.endpoints.values()}):
+            while True:
+                self.check()
+                try:
+                    socket.create_connection((HOST, port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.name}: nothing listening on {port} after {timeout}s")
+                    time.sleep(0.05)
 
     def cpu_seconds(self, precise: bool = False) -> float:
         """user+sys of all the processes (precise: the scheduler's ns count, see procfs)."""
@@ -95,9 +125,14 @@ class Running:
         except subprocess.TimeoutExpired:
             pass
         self._log.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class Backend:
+    """One nginx worker: HTTP/1.1 on `ports.http1`, h2c prior knowledge on `ports.h2c`
+    (nginx 1.22: a plain-text `listen ... http2` port speaks HTTP/2 only, no Upgrade,
+    no HTTP/1.1), the same 3-byte answer on both."""
     name = "backend"
     label = "direct (no proxy)"
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -105,7 +140,7 @@ class Backend:
     def version(self) -> str:
         return first_line([self.binary, "-v"]).replace("nginx version: ", "")
 
-    def start(self, tmp: Path, port: int) -> Running:
+    def start(self, tmp: Path, ports: BackendPorts) -> Running:
         d = tmp / "backend"
         d.mkdir()
         conf = d / "nginx.conf"
@@ -120,43 +155,100 @@ http {{
     access_log off;
     client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};
     uwsgi_temp_path {d}; scgi_temp_path {d};
+    # also the HTTP/2 limits (http2_max_requests and http2_idle_timeout are gone since 1.19.7)
     keepalive_requests 100000000;
     keepalive_timeout 300s;
+    http2_max_concurrent_streams 512;
     server {{
-        listen {HOST}:{port} backlog=4096;
+        listen {HOST}:{ports.http1} backlog=4096;
+        listen {HOST}:{ports.h2c} http2 backlog=4096;
         location / {{ default_type text/plain; return 200 "{BACKEND_BODY.encode('unicode_escape').decode()}"; }}
     }}
 }}
 """)
-        return Running(self.name, port, [self.binary, "-c", conf], tmp / "backend.log")
+        return Running(self.name, ports.http1, [self.binary, "-c", conf], tmp / "backend.log",
+                       endpoints={"h2c-h2": Endpoint(ports.h2c, AUTHORITY)})
+
+
+class GrpcBackend:
+    """The gRPC backend: etcd (Debian's etcd-server, grpc-go), one node, GOMAXPROCS=1
+    (one core, as the other processes get one worker), gRPC over h2c on its client port.
+    The call measured is the standard health check, /grpc.health.v1.Health/Check, which
+    etcd registers (status SERVING for the service ""): a real unary gRPC call answered
+    by grpc-go, with a 7-byte response message and `grpc-status: 0` in the trailers, and
+    no disk or raft work per call."""
+    name = "grpc-backend"
+    binary = shutil.which("etcd") or "/usr/bin/etcd"
+    PATH = "/grpc.health.v1.Health/Check"
+    REQUEST = b"\x00\x00\x00\x00\x00"     # gRPC frame: uncompressed, empty HealthCheckRequest
+    RESPONSE = b"\x00\x00\x00\x00\x02\x08\x01"   # HealthCheckResponse{status: SERVING}
+
+    def version(self) -> str:
+        return first_line([self.binary, "--version"]).replace("etcd Version: ", "etcd ")
+
+    def start(self, tmp: Path, port: int) -> Running:
+        if not os.path.exists(self.binary):
+            raise RuntimeError(f"etcd not found ({self.binary}): the grpc scenario needs Debian's etcd-server "
+                               f"(bench/run installs it)")
+        # its data directory (WAL files preallocated, ~120 MB) goes away when it stops
+        data = Path(tempfile.mkdtemp(prefix="bench-etcd-"))
+        peer = free_port()
+        env = dict(os.environ, GOMAXPROCS="1")
+        cmd = [self.binary, "--name", "bench", "--data-dir", data / "data", "--log-level", "error",
+               "--listen-client-urls", f"http://{HOST}:{port}", "--advertise-client-urls", f"http://{HOST}:{port}",
+               "--listen-peer-urls", f"http://{HOST}:{peer}", "--initial-advertise-peer-urls",
+               f"http://{HOST}:{peer}", "--initial-cluster", f"bench=http://{HOST}:{peer}"]
+        return Running(self.name, port, cmd, tmp / f"{self.name}.log", env,
+                       endpoints={"grpc": Endpoint(port, AUTHORITY_GRPC)}, scratch=data)
 
 
 class Proxy:
     name = "?"
     label = "?"
-    protocols = {"http1"}      # scenarios a proxy can run (see scenarios.Scenario.protocol)
+    # the scenarios a proxy runs (scenarios.Scenario.protocol): "http1", "h2c" (h2c prior
+    # knowledge from the client, HTTP/1.1 to the backend), "h2c-h2" (h2c both sides),
+    # "grpc" (unary gRPC, h2c both sides)
+    protocols = {"http1"}
     per_request = "?"          # what it adds to each request, for RESULTS.md
     settings = "?"             # the settings that make it comparable, for RESULTS.md
+    h2_settings = ""           # how it is set up for the HTTP/2 scenarios, for RESULTS.md
+    extra_listeners: tuple[str, ...] = ()   # listeners besides the main one, each on a free port
 
     def version(self) -> str:
         raise NotImplementedError
 
-    def command(self, d: Path, listen: int, backend: int) -> list:
-        """Write the configuration into directory `d`, return the command line."""
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+        """Write the configuration into directory `d`, return the command line. `listen`:
+        the main listener's port; `extra`: a free port for each of `extra_listeners`."""
         raise NotImplementedError
 
-    def start(self, tmp: Path, listen: int, backend: int, env: dict | None = None) -> Running:
-        d = tmp / self.name
+    def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
+        """Where each protocol's load goes; by default all on the main listener, the
+        HTTP/2-upstream scenarios routed by authority."""
+        return {"h2c": Endpoint(listen, AUTHORITY), "h2c-h2": Endpoint(listen, AUTHORITY_H2),
+                "grpc": Endpoint(listen, AUTHORITY_GRPC)}
+
+    def start(self, tmp: Path, listen: int, backend: BackendPorts, env: dict | None = None,
+              tag: str = "") -> Running:
+        """Start an instance; `tag` tells several instances' directories and logs apart."""
+        d = tmp / f"{self.name}{tag}"
         d.mkdir(exist_ok=True)
-        return Running(self.name, listen, self.command(d, listen, backend), tmp / f"{self.name}.log", env)
+        extra = {name: free_port() for name in self.extra_listeners}
+        eps = {k: v for k, v in self.endpoints(listen, extra).items() if k in self.protocols}
+        return Running(f"{self.name}{tag}", listen, self.command(d, listen, extra, backend),
+                       tmp / f"{self.name}{tag}.log", env, eps)
 
 
 class Remora(Proxy):
     name = "remora"
     label = "Remora"
+    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
     per_request = "X-Forwarded-For, X-Forwarded-Proto, X-Request-ID (random UUID)"
     settings = (f"`workers: 1`, access log off, mesh outbound listener, STATIC ServiceEntry + "
                 f"VirtualService, `limits.maxConnections: {MAX_CONNECTIONS}`")
+    h2_settings = (f"h2c on the same outbound listener (preface detected); `{AUTHORITY_H2}`: a second "
+                   f"STATIC ServiceEntry, port `protocol: HTTP2`; `{AUTHORITY_GRPC}`: a third, "
+                   f"`protocol: GRPC`; each with its VirtualService")
 
     def __init__(self, binary: Path):
         self.binary = binary
@@ -168,7 +260,31 @@ class Remora(Proxy):
         swift = swift[swift.find("Swift version"):].split(" (")[0] if "Swift version" in swift else "Swift"
         return f"release build of this tree, linked {built} ({swift})"
 
-    def command(self, d: Path, listen: int, backend: int) -> list:
+    @staticmethod
+    def service(name: str, host: str, port_name: str, protocol: str, port: int) -> str:
+        """A STATIC ServiceEntry (port 80 of `host`, endpoint HOST:port) and the
+        VirtualService that routes `host` to it."""
+        return f"""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{host}]
+  ports: [{{number: 80, name: {port_name}, protocol: {protocol}}}]
+  resolution: STATIC
+  endpoints: [{{address: {HOST}, ports: {{{port_name}: {port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{host}]
+  http:
+  - route:
+    - destination: {{host: {host}, port: {{number: 80}}}}
+"""
+
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
         admin, health, metrics = free_port(), free_port(), free_port()
         conf = d / "remora.yaml"
         conf.write_text(f"""apiVersion: remora.dev/v1alpha1
@@ -183,42 +299,38 @@ spec:
     outbound: {{address: {HOST}, port: {listen}}}
   accessLog: {{path: "off"}}
   limits: {{maxConnections: {MAX_CONNECTIONS}}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: backend, namespace: default}}
-spec:
-  hosts: [{AUTHORITY}]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: {HOST}, ports: {{http: {backend}}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: backend, namespace: default}}
-spec:
-  hosts: [{AUTHORITY}]
-  http:
-  - route:
-    - destination: {{host: {AUTHORITY}, port: {{number: 80}}}}
-""")
+""" + self.service("backend", AUTHORITY, "http", "HTTP", backend.http1)
+    + self.service("backend-h2", AUTHORITY_H2, "http2", "HTTP2", backend.h2c)
+    + self.service("backend-grpc", AUTHORITY_GRPC, "grpc", "GRPC", backend.grpc))
         return [self.binary, "run", "-c", conf]
 
 
 class HAProxy(Proxy):
     name = "haproxy"
     label = "HAProxy"
+    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     per_request = "X-Forwarded-For, X-Request-ID (uuid)"
     settings = (f"`nbthread 1`, no log, `http-keep-alive`, `http-reuse always`, `maxconn {MAX_CONNECTIONS}` "
                 f"(`ulimit-n {FD_LIMIT}` + `no strict-limits`: the fd hard limit is below 2 × maxconn)")
+    h2_settings = ("h2c on the main `bind` (HAProxy switches a connection to HTTP/2 when it starts with "
+                   "the preface); HTTP/2 upstreams: a frontend each on a port of its own (`bind ... proto "
+                   "h2`, the same forwardfor/x-request-id rules) whose backend has `server ... proto h2`, so "
+                   "that the HTTP/1.1 frontend stays as it was (no Host-based `use_backend`)")
+    extra_listeners = ("h2", "grpc")
 
     def version(self) -> str:
         m = re.search(r"version (\S+)", first_line([self.binary, "-v"]))
         return m.group(1) if m else "unknown"
 
-    def command(self, d: Path, listen: int, backend: int) -> list:
+    def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
+        return {"h2c": Endpoint(listen, AUTHORITY), "h2c-h2": Endpoint(extra["h2"], AUTHORITY_H2),
+                "grpc": Endpoint(extra["grpc"], AUTHORITY_GRPC)}
+
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
         conf = d / "haproxy.cfg"
+        rules = """    option forwardfor
+    http-request set-header x-request-id %[uuid]"""
         conf.write_text(f"""global
     nbthread 1
     maxconn {MAX_CONNECTIONS}
@@ -238,14 +350,33 @@ defaults
     timeout server 120s
     timeout http-keep-alive 120s
 
+# HTTP/1.1, and h2c prior knowledge: a connection that starts with the HTTP/2 preface
+# is switched to HTTP/2 (HAProxy >= 2.0; `option disable-h2-upgrade` would turn it off)
 frontend fe
     bind {HOST}:{listen}
-    option forwardfor
-    http-request set-header x-request-id %[uuid]
+{rules}
     default_backend be
 
 backend be
-    server s1 {HOST}:{backend}
+    server s1 {HOST}:{backend.http1}
+
+# h2c both sides: the backend nginx's HTTP/2 port
+frontend fe_h2
+    bind {HOST}:{extra["h2"]} proto h2
+{rules}
+    default_backend be_h2
+
+backend be_h2
+    server s1 {HOST}:{backend.h2c} proto h2
+
+# unary gRPC: etcd
+frontend fe_grpc
+    bind {HOST}:{extra["grpc"]} proto h2
+{rules}
+    default_backend be_grpc
+
+backend be_grpc
+    server s1 {HOST}:{backend.grpc} proto h2
 """)
         return [self.binary, "-db", "-f", conf]
 
@@ -253,15 +384,27 @@ backend be
 class Nginx(Proxy):
     name = "nginx"
     label = "nginx"
+    # no "h2c-h2": nginx cannot proxy to an HTTP/2 upstream (proxy_http_version stops at
+    # 1.1); grpc_pass speaks HTTP/2 to the upstream but only for gRPC
+    protocols = {"http1", "h2c", "grpc"}
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     per_request = "X-Forwarded-For, X-Request-ID ($request_id)"
-    settings = ("`worker_processes 1` (+ master), `access_log off`, upstream `keepalive 64`, "
+    settings = ("`worker_processes 1` (+ master), `access_log off`, upstream `keepalive 512`, "
                 "`proxy_http_version 1.1`")
+    h2_settings = ("h2c on a second port (`listen ... http2`: in nginx 1.22 a plain-text HTTP/2 port "
+                   "speaks only HTTP/2), proxied as for HTTP/1.1; gRPC: a `server_name "
+                   f"{AUTHORITY_GRPC}` on that port with `grpc_pass` to an upstream with `keepalive 512` "
+                   "(nginx sends one stream at a time on each upstream connection); no HTTP/2 upstream "
+                   "otherwise, so no h2c-h2")
+    extra_listeners = ("h2c",)
 
     def version(self) -> str:
         return first_line([self.binary, "-v"]).replace("nginx version: ", "")
 
-    def command(self, d: Path, listen: int, backend: int) -> list:
+    def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
+        return {"h2c": Endpoint(extra["h2c"], AUTHORITY), "grpc": Endpoint(extra["h2c"], AUTHORITY_GRPC)}
+
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
         conf = d / "nginx.conf"
         conf.write_text(f"""worker_processes 1;
 daemon off;
@@ -275,14 +418,23 @@ http {{
     uwsgi_temp_path {d}; scgi_temp_path {d};
     keepalive_requests 100000000;
     keepalive_timeout 120s;
+    # the h2c scenarios keep up to 8 x 32 requests in flight, each on an upstream
+    # connection of its own: the pool holds them all (64 would close and reopen some)
     upstream be {{
-        server {HOST}:{backend};
-        keepalive 64;
+        server {HOST}:{backend.http1};
+        keepalive 512;
+        keepalive_requests 100000000;
+        keepalive_timeout 120s;
+    }}
+    upstream grpc_be {{
+        server {HOST}:{backend.grpc};
+        keepalive 512;
         keepalive_requests 100000000;
         keepalive_timeout 120s;
     }}
     server {{
         listen {HOST}:{listen} backlog=4096;
+        listen {HOST}:{extra["h2c"]} http2 backlog=4096;
         location / {{
             proxy_pass http://be;
             proxy_http_version 1.1;
@@ -290,6 +442,16 @@ http {{
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Request-ID $request_id;
+        }}
+    }}
+    server {{
+        listen {HOST}:{extra["h2c"]} http2;
+        server_name {AUTHORITY_GRPC};
+        location / {{
+            grpc_pass grpc://grpc_be;
+            grpc_set_header Host $host;
+            grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            grpc_set_header X-Request-ID $request_id;
         }}
     }}
 }}
@@ -300,18 +462,24 @@ http {{
 class Nghttpx(Proxy):
     name = "nghttpx"
     label = "nghttpx"
+    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
     binary = shutil.which("nghttpx") or "/usr/sbin/nghttpx"
     per_request = "X-Forwarded-For, X-Forwarded-Proto (no request-id feature)"
     settings = ("`--single-process --single-thread --workers=1`, no access log, backend keep-alive "
                 "120 s, `--no-via`")
+    h2_settings = (f"h2c on the same `--frontend` (`no-tls` serves HTTP/1.1 and h2c); HTTP/2 upstreams: "
+                   f"`--backend=...;{AUTHORITY_H2}/;proto=h2` and `...;{AUTHORITY_GRPC}/;proto=h2`, "
+                   f"routed by authority")
 
     def version(self) -> str:
         return first_line([self.binary, "--version"]).replace("nghttpx ", "")
 
-    def command(self, d: Path, listen: int, backend: int) -> list:
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
         # one process, one thread (accept and proxying on the same loop, like the others)
         return [self.binary, "--conf=/dev/null", "--single-process", "--single-thread", "--workers=1",
-                f"--frontend={HOST},{listen};no-tls", f"--backend={HOST},{backend};;proto=http/1.1",
+                f"--frontend={HOST},{listen};no-tls", f"--backend={HOST},{backend.http1};;proto=http/1.1",
+                f"--backend={HOST},{backend.h2c};{AUTHORITY_H2}/;proto=h2",
+                f"--backend={HOST},{backend.grpc};{AUTHORITY_GRPC}/;proto=h2",
                 "--add-x-forwarded-for", "--no-via", "--no-server-rewrite",
                 "--backend-keep-alive-timeout=120s", "--frontend-keep-alive-timeout=120s",
                 f"--rlimit-nofile={FD_LIMIT}", f"--backlog=4096",

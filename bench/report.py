@@ -103,7 +103,17 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
     for p in meta["proxies"]:
         out.append(f"| {p['label']} | {p['version']} | {p['settings']} | {p['per_request']} |")
     out += ["", f"**Backend** (the same for all, and the *direct* target): {meta['backend']}. "
-            f"**Load generators:** {meta['tools']}, on the same machine.", ""]
+            + (f"**gRPC backend:** {meta['grpc_backend']} (Debian's etcd-server), one node, `GOMAXPROCS=1`. "
+               if meta.get("grpc_backend") else "")
+            + f"**Load generators:** {meta['tools']}, on the same machine.", ""]
+    h2_keys = {"h2c", "h2c-h2", "grpc"}
+    if any(sc.key in h2_keys and sc.key in medians for sc in chosen):
+        out += ["HTTP/2 set-up (the h2c, h2c-h2 and grpc scenarios; the HTTP/1.1 path above is unchanged):", "",
+                "| proxy | HTTP/2 scenarios it runs | how |", "| --- | --- | --- |"]
+        for p in meta["proxies"]:
+            runs_h2 = ", ".join(k for k in ("h2c", "h2c-h2", "grpc") if k in p.get("protocols", ()))
+            out.append(f"| {p['label']} | {runs_h2 or '–'} | {p.get('h2_settings') or '–'} |")
+        out.append("")
 
     for sc in chosen:
         if sc.key not in medians:
@@ -111,6 +121,10 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
         described = next(s["describe"] for s in meta["scenarios"] if s["key"] == sc.key)
         out += [f"## {sc.title}", "", described + ".", ""]
         out += _table(sc, medians[sc.key], order, labels)
+        absent = [labels[p["name"]] for p in meta["proxies"]
+                  if "protocols" in p and sc.protocol not in p["protocols"]]
+        if absent:
+            out += ["", f"Not run (the proxy cannot do it): {', '.join(absent)}."]
         if sc.rounds == "interleaved":
             key = "cpu_us_per_req"
             spread = _spread(runs[sc.key], key, order, "{:.1f}")
@@ -173,26 +187,40 @@ def plot(path: Path, meta: dict, medians: dict) -> None:
 
     names = [p["name"] for p in meta["proxies"]]
     get = lambda sc, key: {n: v.get(key, float("nan")) for n, v in medians.get(sc, {}).items()}
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-    _bars(axes[0][0], names, [("under wrk load", get("h1_throughput", "cpu_us_per_req"), ""),
-                              ("at 1 000 req/s (varies more)", get("h1_fixed_rate", "cpu_us_per_req"), "//")],
-          "CPU time per request (lower is better)", "µs of proxy CPU / request", "{:.1f}")
-    _bars(axes[0][1], names, [("requests/s", get("h1_throughput", "rps"), "")],
-          "Throughput, HTTP/1.1 keep-alive (higher is better)", "requests/s", "{:,.0f}")
-    _bars(axes[1][0], names, [("p50", get("h1_fixed_rate", "added_p50_us"), ""),
-                              ("p90", get("h1_fixed_rate", "added_p90_us"), "//"),
-                              ("p99", get("h1_fixed_rate", "added_p99_us"), "xx")],
-          "Latency added over direct, at 1 000 req/s (lower is better)", "µs", "{:.0f}")
-    _bars(axes[1][1], names, [("idle", get("memory", "rss_idle_mb"), ""),
-                              ("after load", get("memory", "rss_loaded_mb"), "//"),
-                              ("10 000 idle conns", get("memory", "rss_conns_mb"), "xx")],
-          "Resident memory (lower is better)", "MiB (VmRSS)", "{:.0f}")
+    h2 = [(k, label, hatch) for k, label, hatch in (("h2c", "h2c → HTTP/1.1", ""), ("h2c-h2", "h2c → h2c", "//"),
+                                                     ("grpc", "gRPC unary", "xx")) if medians.get(k)]
+    # (series, title, y label, value format); a panel is drawn when a scenario run gave it figures
+    panels = [
+        ([("under wrk load", get("h1_throughput", "cpu_us_per_req"), ""),
+          ("at 1 000 req/s (varies more)", get("h1_fixed_rate", "cpu_us_per_req"), "//")],
+         "CPU time per request (lower is better)", "µs of proxy CPU / request", "{:.1f}"),
+        ([("requests/s", get("h1_throughput", "rps"), "")],
+         "Throughput, HTTP/1.1 keep-alive (higher is better)", "requests/s", "{:,.0f}"),
+        ([("p50", get("h1_fixed_rate", "added_p50_us"), ""), ("p90", get("h1_fixed_rate", "added_p90_us"), "//"),
+          ("p99", get("h1_fixed_rate", "added_p99_us"), "xx")],
+         "Latency added over direct, at 1 000 req/s (lower is better)", "µs", "{:.0f}"),
+        ([("idle", get("memory", "rss_idle_mb"), ""), ("after load", get("memory", "rss_loaded_mb"), "//"),
+          ("10 000 idle conns", get("memory", "rss_conns_mb"), "xx")],
+         "Resident memory (lower is better)", "MiB (VmRSS)", "{:.0f}"),
+        ([(label, get(k, "cpu_us_per_req"), hatch) for k, label, hatch in h2],
+         "HTTP/2: CPU time per request, h2load load (lower is better)", "µs of proxy CPU / request", "{:.1f}"),
+        ([(label, get(k, "rps"), hatch) for k, label, hatch in h2],
+         "HTTP/2: throughput (higher is better; no bar: not run)", "requests/s", "{:,.0f}"),
+    ]
+    panels = [p for p in panels if any(not math.isnan(v) for _, vals, _ in p[0] for v in vals.values())]
+    rows = max(1, math.ceil(len(panels) / 2))
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 4.25 * rows), squeeze=False)
+    for ax, (series, title, ylabel, fmt) in zip([a for row in axes for a in row], panels):
+        _bars(ax, names, series, title, ylabel, fmt)
+    for ax in [a for row in axes for a in row][len(panels):]:
+        ax.set_visible(False)
     m = meta["machine"]
     alloc = medians.get("allocations", {}).get("remora", {}).get("allocs_per_req")
     sub = f"; Remora: {alloc:.3f} heap allocations/request" if alloc is not None else ""
-    fig.suptitle(f"Remora vs HAProxy, nginx, nghttpx — 1 worker each, HTTP/1.1 — {meta['date']}\n"
+    protos = "HTTP/1.1 and HTTP/2" if h2 else "HTTP/1.1"
+    fig.suptitle(f"Remora vs HAProxy, nginx, nghttpx — 1 worker each, {protos} — {meta['date']}\n"
                  f"{m['nproc']} × {m['cpu']}, kernel {m['kernel']}, load avg {meta['load_start'][0]:.2f}, "
                  f"medians of {meta['rounds']} rounds{sub}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (4.25 * rows)))   # ~0.5 in for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)

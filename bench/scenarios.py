@@ -7,10 +7,18 @@ drift on a shared machine spreads over all of them; "once": a single measurement
 target after the rounds, for figures that do not drift, such as memory), whether the
 backend is measured directly too (`direct`), and `run(target, ctx)`.
 
-Adding one (e.g. HTTP/2 h2c with `h2load` when Remora speaks it): write the class,
-give it protocol "h2c", add it to SCENARIOS, and mark the proxies that support it in
-proxies.py (`protocols`). report.py prints a table per scenario from its `columns`
-(and draws the figures named in report.plot).
+Adding one: write the class, give it the `protocol` it needs, add it to SCENARIOS, and
+list that protocol in the `protocols` of the proxies that support it (proxies.py; a
+proxy's `endpoints` says where the load goes for each). `warm_up(target, ctx)` runs
+once per target before the rounds: it is where a scenario checks that a target works
+at all, so a target that cannot do the protocol stops the bench at once, loudly,
+instead of after minutes of other scenarios. report.py prints a table per scenario
+from its `columns` (and draws the figures named in report.plot).
+
+The HTTP/2 scenarios (h2c, h2c-h2, grpc) all run h2load with the same shape of load
+(H2Load): every response must be 2xx (gRPC: also the 7-byte message, and grpc-status 0
+in the trailers at warm-up), else the bench stops with h2load's output and the
+proxy's log.
 """
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import loadgen
-from proxies import Proxy, Running
+import procfs
+from proxies import BACKEND_BODY, BackendPorts, GrpcBackend, Proxy, Running
 
 
 @dataclass
@@ -46,6 +55,11 @@ class Context:
     alloc_requests: int = 20000
     alloc_lib: Path | None = None
     start_proxy: object = None    # callable(proxy, env) -> Running (bench.py provides it)
+    backends: BackendPorts | None = None
+    h2_clients: int = 8           # h2load -c: HTTP/2 connections
+    h2_streams: int = 32          # h2load -m: requests in flight on each
+    h2_duration: float = 2.0      # h2load -D: seconds per run
+    h2_warmup: float = 0.5        # h2load -D of the check at warm-up
 
 
 @dataclass
@@ -72,6 +86,10 @@ class Scenario:
 
     def after_round(self, results: dict[str, dict]) -> None:
         """Called with one round's figures by target name (e.g. to subtract `direct`)."""
+
+    def warm_up(self, target: Target, ctx: Context) -> None:
+        """Once per target before the rounds (after the HTTP/1.1 warm-up): check that it
+        works, raise if not."""
 
 
 def _cpu_per_request(target: Target, fn, precise: bool = False) -> tuple[dict, float]:
@@ -242,11 +260,138 @@ class Allocations(Scenario):
                 "allocs_per_conn": per_conn, "requests": n}
 
 
-SCENARIOS: list[Scenario] = [H1Throughput(), H1FixedRate(), IdleConnections(), Allocations()]
+class H2Load(Scenario):
+    """HTTP/2 over cleartext (prior knowledge) from h2load, as fast as the chain goes:
+    ctx.h2_clients connections × ctx.h2_streams requests in flight, ctx.h2_duration
+    seconds. CPU per request is the proxy's user+sys time over the run divided by the
+    requests completed, as for HTTP/1.1. Mid-run, the connections the proxy holds to the
+    backend are counted (how many streams it multiplexes onto one upstream
+    connection). Any failed or non-2xx request stops the bench."""
+    protocol = "?"
+    path = "/"
+    upstream = "?"            # which backend the proxy sends to (a BackendPorts field)
+    response_bytes = len(BACKEND_BODY)   # DATA bytes in each response
+    columns = [Column("rps", "requests/s", "{:,.0f}", ratio=True),
+               Column("cpu_us_per_req", "CPU µs/request", "{:.1f}", ratio=True),
+               Column("cpu_us_per_req_min", "CPU µs/request, best round", "{:.1f}", ratio=True),
+               Column("p50_ms", "p50 ms", "{:.2f}"), Column("p99_ms", "p99 ms", "{:.2f}"),
+               Column("upstream_conns", "upstream conns", "{:.0f}"),
+               Column("rss_mb", "RSS after MiB", "{:.1f}"), Column("errors", "errors", "{:.0f}")]
+
+    def load(self, ctx: Context, seconds: float, target: Target, during=None) -> dict:
+        ep = target.running.endpoints.get(self.protocol)
+        if ep is None:
+            raise RuntimeError(f"{target.name}: lists {self.protocol!r} in its protocols but has no endpoint for it")
+        return loadgen.h2load_h2c(ep.port, ep.authority, ctx.h2_clients, ctx.h2_streams, seconds,
+                                  path=self.path, during=during, **self.request(ctx))
+
+    def request(self, ctx: Context) -> dict:
+        return {}
+
+    def check(self, target: Target, res: dict, out: str) -> None:
+        if res["ok"] == 0 or res["errors"] or res["requests"] == 0:
+            raise loadgen.LoadError(
+                f"{target.name}: {self.key}: {res['requests']} requests completed, {res['ok']} answered 2xx, "
+                f"{res['errors']} failed or not 2xx, {res['inflight']} unanswered when h2load stopped. "
+                f"The {self.protocol} scenario needs every request to "
+                f"succeed; leave it out with --scenarios, or the proxy with --proxies. Proxy log: "
+                f"{target.running.log}; h2load said:\n{out}")
+        # every response carries the backend's body; responses to requests still in
+        # flight when -D ends may add some
+        want = self.response_bytes
+        if not want * res["requests"] <= res["data_bytes"] <= want * (res["requests"] + res["inflight"]):
+            raise loadgen.LoadError(
+                f"{target.name}: {self.key}: {res['data_bytes']} bytes of response DATA for {res['requests']} "
+                f"responses (expected {want} each); proxy log {target.running.log}; h2load said:\n{out}")
+
+    def warm_up(self, target: Target, ctx: Context) -> None:
+        res = self.load(ctx, ctx.h2_warmup, target)
+        self.check(target, res, res.pop("output"))
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        ports = {getattr(ctx.backends, self.upstream)}
+        count = lambda: procfs.upstream_connections(target.running.sid, ports)
+        res, cpu = _cpu_per_request(target, lambda: self.load(ctx, ctx.h2_duration, target, during=count))
+        self.check(target, res, res.pop("output"))
+        res["upstream_conns"] = res.pop("during")
+        res["cpu_us_per_req"] = cpu
+        res["p50_ms"], res["p99_ms"] = res["p50_us"] / 1000, res["p99_us"] / 1000
+        res["rss_mb"] = target.running.rss_kb() / 1024
+        return res
+
+    def _load_text(self, ctx: Context) -> str:
+        return (f"`h2load -c{ctx.h2_clients} -m{ctx.h2_streams} -D{ctx.h2_duration:g}` "
+                f"({ctx.h2_clients} connections × {ctx.h2_streams} streams = "
+                f"{ctx.h2_clients * ctx.h2_streams} requests in flight)")
+
+    _common = ("CPU = the proxy's user+sys time during the run / requests completed. Latency percentiles "
+               "come from h2load's per-request log and, with every stream kept busy, are mostly queueing "
+               "(in-flight requests / throughput), not the proxy's own delay. *Upstream conns*: the "
+               "connections the proxy held to the backend halfway through the run (its sockets in "
+               "/proc/net/tcp)")
+
+
+class H2cThroughput(H2Load):
+    key = "h2c"
+    title = "HTTP/2 h2c client, HTTP/1.1 backend, as fast as the proxy goes"
+    protocol = "h2c"
+    upstream = "http1"
+
+    def describe(self, ctx: Context) -> str:
+        return (f"{self._load_text(ctx)}, h2c with prior knowledge (no Upgrade), `GET /`, "
+                f"`:authority: backend.local`, to the same HTTP/1.1 backend as above: each request in flight "
+                f"needs an upstream connection of its own (upstream conns = {ctx.h2_clients * ctx.h2_streams}). "
+                + self._common)
+
+
+class H2cH2Throughput(H2Load):
+    key = "h2c-h2"
+    title = "HTTP/2 h2c client, HTTP/2 (h2c) backend"
+    protocol = "h2c-h2"
+    upstream = "h2c"
+
+    def describe(self, ctx: Context) -> str:
+        return (f"{self._load_text(ctx)}, `GET /`, `:authority: backend-h2.local`, to the backend nginx's "
+                f"h2c port (`listen ... http2`, `http2_max_concurrent_streams 512`, the same 3-byte answer): "
+                f"*upstream conns* shows onto how many connections the proxy multiplexes the "
+                f"{ctx.h2_clients * ctx.h2_streams} streams. "
+                f"nginx is absent: it cannot proxy to an HTTP/2 upstream. " + self._common)
+
+
+class GrpcUnary(H2Load):
+    key = "grpc"
+    title = "Unary gRPC, h2c both sides (etcd's gRPC health check)"
+    protocol = "grpc"
+    path = GrpcBackend.PATH
+    upstream = "grpc"
+    response_bytes = len(GrpcBackend.RESPONSE)
+
+    def request(self, ctx: Context) -> dict:
+        body = ctx.tmp / "grpc-request.bin"
+        if not body.exists():
+            body.write_bytes(GrpcBackend.REQUEST)
+        return {"data": body, "headers": ("content-type: application/grpc", "te: trailers")}
+
+    def warm_up(self, target: Target, ctx: Context) -> None:
+        ep = target.running.endpoints[self.protocol]
+        loadgen.grpc_call(ep.port, ep.authority, self.path, GrpcBackend.REQUEST, GrpcBackend.RESPONSE,
+                          what=target.name)
+        super().warm_up(target, ctx)
+
+    def describe(self, ctx: Context) -> str:
+        return (f"{self._load_text(ctx)}, each a unary call `POST {self.path}` with the 5-byte framed empty "
+                f"`HealthCheckRequest`, `content-type: application/grpc`, `te: trailers` (`h2load -d`), "
+                f"`:authority: backend-grpc.local`, to etcd (grpc-go, `GOMAXPROCS=1`), which answers "
+                f"`SERVING` (7 bytes framed) and `grpc-status: 0` in the trailers. Checked: every response 2xx "
+                f"with 7 bytes of DATA (h2load's traffic count), and, at warm-up, one call through each proxy "
+                f"with `nghttp` for the exact message and `grpc-status: 0`. nginx proxies it with `grpc_pass`. "
+                + self._common)
+
+
+SCENARIOS: list[Scenario] = [H1Throughput(), H1FixedRate(), H2cThroughput(), H2cH2Throughput(), GrpcUnary(),
+                             IdleConnections(), Allocations()]
 
 # Scenarios waiting for the protocol to land in Remora (kept here so RESULTS.md lists them).
 PENDING = [
-    ("HTTP/2 h2c", "h2load (h2c prior knowledge) through each proxy; Remora has no HTTP/2 yet"),
     ("TLS (HTTPS termination, HTTP/1.1 and h2 via ALPN)", "Remora has no TLS yet"),
-    ("gRPC (unary, h2c upstream)", "h2load with a gRPC body, or ghz; needs Remora's HTTP/2 and gRPC"),
 ]
