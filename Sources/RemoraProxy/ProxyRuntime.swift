@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import RemoraAdmin
+import RemoraConfig
 import RemoraCore
 import RemoraIO
 import RemoraPolicy
@@ -8,7 +10,7 @@ import RemoraTLS
 
 /// The control thread: binds listeners, starts the workers, and turns signals into
 /// drain (SIGTERM/SIGINT) and reload (SIGHUP).
-public final class ProxyRuntime {
+public final class ProxyRuntime: AdminHost {
     public enum StartError: Error, CustomStringConvertible {
         case listen(String)
         public var description: String {
@@ -21,7 +23,16 @@ public final class ProxyRuntime {
     private var threads: [WorkerThread] = []
     private var workers: [ProxyWorker] = []
     private var state: ProxyState
-    private let reload: () throws -> Snapshot
+    /// Re-reads the `-c` sources (SIGHUP, file watching).
+    private let loadSources: () throws -> ConfigSet
+    private let watchPaths: [String]
+    private var store: ConfigStore
+    private var admin: AdminServer?
+    /// Exit once drained (SIGTERM, /quitquitquit); POST /drain only drains.
+    private var exitWhenDrained = true
+    private var started = false
+    private var watched: FileWatch?
+    private lazy var watchTimer = LoopTimer { [unowned self] in self.checkSources() }
     private var signalFD: Int32 = -1
     private var drainedWorkers = 0
     private var draining = false
@@ -47,9 +58,12 @@ public final class ProxyRuntime {
         self.controlLoop.stop()
     }
 
-    /// `reload` re-reads the configuration sources (SIGHUP).
-    public init(snapshot: Snapshot, reload: @escaping () throws -> Snapshot) {
-        self.reload = reload
+    /// `loadSources` re-reads the configuration sources (SIGHUP, and `watch: true` when
+    /// `watchPaths` change).
+    public init(snapshot: Snapshot, watchPaths: [String], loadSources: @escaping () throws -> ConfigSet) {
+        self.loadSources = loadSources
+        self.watchPaths = watchPaths
+        store = ConfigStore(initial: snapshot.config, snapshot: snapshot)
         state = ProxyState.build(snapshot, version: 1, registry: registry)
     }
 
@@ -85,7 +99,19 @@ public final class ProxyRuntime {
             threads.append(thread)
             workers.append(worker)
         }
+        do {
+            admin = try AdminServer(loop: controlLoop, store: store, host: self, admin: settings.admin,
+                                    health: settings.health, metrics: settings.metrics)
+        } catch {
+            for b in bound.values { for f in b.fds { Socket.close(f) } }
+            throw .listen("admin endpoints: \(error)")
+        }
+        if settings.watch, !watchPaths.isEmpty {
+            watched = FileWatch(paths: watchPaths)
+            controlLoop.arm(watchTimer, afterMs: ProxyRuntime.watchIntervalMs)
+        }
         for t in threads { t.start { _ in } }
+        started = true
         _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
         resolver.start { _ in }
         controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
@@ -97,25 +123,76 @@ public final class ProxyRuntime {
     fileprivate func handleSignal(_ sig: Int32) {
         switch sig {
         case SIGTERM, SIGINT: beginDrain()
-        case SIGHUP: reloadNow()
+        case SIGHUP: admin?.reloadFromSources(loadSources, cause: "SIGHUP")
         default: break
         }
     }
 
-    private func beginDrain() {
-        guard !draining else { return }
+    private func beginDrain() { beginDrain(exitWhenDone: true) }
+
+    public var isServing: Bool { started && !draining }
+
+    /// Readiness turns 503 at once; every worker stops accepting, closes idle connections and
+    /// lets exchanges in flight finish (HTTP/2: GOAWAY).
+    public func beginDrain(exitWhenDone: Bool) {
+        // The drain timeout bounds the wait for an exit; a drain that does not exit has none.
+        if exitWhenDone && (!draining || !exitWhenDrained) {
+            controlLoop.arm(drainTimer, afterMs: state.snapshot.settings.drainTimeoutMs)
+        }
+        guard !draining else {
+            if exitWhenDone {
+                exitWhenDrained = true
+                if drainedWorkers == workers.count { exitNow() }
+            }
+            return
+        }
+        exitWhenDrained = exitWhenDone
         draining = true
-        Log.info("draining")
-        controlLoop.arm(drainTimer, afterMs: state.snapshot.settings.drainTimeoutMs)
+        Log.info(exitWhenDone ? "draining" : "draining (not exiting: POST /drain)")
         for w in workers { w.loop.post { w.beginDrain() } }
     }
 
     private func workerDrained() {
         drainedWorkers += 1
         if drainedWorkers == workers.count {
-            Log.info("drained; exiting")
-            controlLoop.stop()
+            if exitWhenDrained { exitNow() } else { Log.info("drained") }
         }
+    }
+
+    private func exitNow() {
+        Log.info("drained; exiting")
+        admin?.close()
+        controlLoop.stop()
+    }
+
+    // MARK: AdminHost
+
+    public func renderMetrics(_ reply: @escaping (String) -> Void) {
+        reply("")
+    }
+
+    public func clustersJSON() -> ConfigValue {
+        .object([ConfigValue.ObjectEntry("clusters", .array(state.clusters.map { c in
+            .object([ConfigValue.ObjectEntry("name", .string(c.spec.name)),
+                     ConfigValue.ObjectEntry("host", .string(c.spec.host)),
+                     ConfigValue.ObjectEntry("protocol", .string("\(c.spec.upstreamProtocol)")),
+                     ConfigValue.ObjectEntry("tls", .bool(c.tls != nil)),
+                     ConfigValue.ObjectEntry("endpoints", .array(c.endpoints.map { e in
+                         .object([ConfigValue.ObjectEntry("address", .string(e.address.description)),
+                                  ConfigValue.ObjectEntry("health", .string("HEALTHY"))])
+                     }))])
+        }))])
+    }
+
+    // MARK: watching the sources
+
+    static let watchIntervalMs = 1_000
+
+    /// `watch: true`: a changed file (or a ConfigMap's swapped `..data` symlink) reloads.
+    private func checkSources() {
+        controlLoop.arm(watchTimer, afterMs: ProxyRuntime.watchIntervalMs)
+        guard let w = watched, !draining, w.changed() else { return }
+        admin?.reloadFromSources(loadSources, cause: "file change")
     }
 
     /// Binds one socket per worker (SO_REUSEPORT) and loads the listener's certificates.
@@ -147,7 +224,7 @@ public final class ProxyRuntime {
     /// Hands a new configuration to every worker and calls `done` (on the control loop)
     /// once all of them have it. Listeners are opened or closed only when the listener set
     /// changed; a listener whose servers changed keeps its socket and connections.
-    func install(_ snapshot: Snapshot, version: Int, done: @escaping () -> Void) {
+    public func install(_ snapshot: Snapshot, version: Int, done: @escaping () -> Void) {
         let next = ProxyState.build(snapshot, version: version, registry: registry)
         let wanted = Dictionary(snapshot.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var removed: [String] = []
@@ -240,15 +317,7 @@ public final class ProxyRuntime {
         }
     }
 
-    private func reloadNow() {
-        do {
-            let snapshot = try reload()
-            let version = state.version + 1
-            install(snapshot, version: version) { Log.info("configuration reloaded (version \(version))") }
-        } catch {
-            Log.error("reload rejected, configuration unchanged: \(error)")
-        }
-    }
+
 }
 
 /// Reads the signalfd on the control loop.

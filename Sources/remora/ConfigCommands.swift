@@ -35,8 +35,9 @@ struct Run: ParsableCommand {
             throw ExitCode(ConfigSource.report(error))
         }
         if paths.isEmpty { Log.info("no -c given: serving the embedded demo configuration") }
-        let runtime = ProxyRuntime(snapshot: snapshot) { () throws -> Snapshot in
-            try ConfigSource.snapshot(paths: paths)
+        let runtime = ProxyRuntime(snapshot: snapshot, watchPaths: paths) { () throws -> ConfigSet in
+            paths.isEmpty ? try ConfigLoader.parse(DemoConfig.yaml, source: "<embedded demo>")
+                          : try ConfigLoader.load(paths: paths)
         }
         do { try runtime.run() } catch {
             fputs("remora: \(error)\n", stderr)
