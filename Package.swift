@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "RemoraTelemetry", dependencies: ["RemoraCore"], swiftSettings: settings),
         .target(name: "RemoraAdmin", dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1", "RemoraConfig", "RemoraPolicy", "Yams"], swiftSettings: settings),
         .target(name: "RemoraProxy",
-                dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1", "RemoraH2", "RemoraTLS", "RemoraAdmin", "RemoraConfig", "RemoraPolicy"],
+                dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1", "RemoraH2", "RemoraTLS", "RemoraAdmin", "RemoraTelemetry", "RemoraConfig", "RemoraPolicy"],
                 swiftSettings: settings),
         .target(name: "RemoraEcho", dependencies: ["RemoraCore", "RemoraIO", "RemoraHTTP1", "RemoraH2", "RemoraTLS"],
                 swiftSettings: settings),
