@@ -3,6 +3,7 @@ import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
 import RemoraTLS
+import RemoraTelemetry
 
 /// A client connection speaking HTTP/1.1 on a listener. It parses one request at a
 /// time (pipelined requests wait in the read buffer, so responses stay in order),
@@ -55,6 +56,8 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     var grpc = false
     /// No request seen yet: the connection may still turn out to be HTTP/2 (the preface).
     var fresh = true
+    /// The exchange in progress, for metrics and the access log.
+    var record = ExchangeRecord()
     /// headers.response of the chosen destination, and CORS headers for the response.
     var responseOps: HeaderOps?
     var corsHeaders: [(String, String)] = []
@@ -266,6 +269,11 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     func close(reset: Bool = false) {
         guard !closed else { return }
         closed = true
+        if record.active {
+            // The exchange ended with the connection: the client went away (DC) or was cut off.
+            if responsePhase != .done { record.flags.insert(.downstreamConnectionTermination) }
+            worker.report(&record, listener: listener.spec, protocolName: "HTTP/1.1", peerIP: peerIP)
+        }
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
         if reset { Socket.abort(fd) } else { io.closeNotify(); Socket.close(fd) }

@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
+import RemoraTelemetry
 
 /// One request/response exchange on an HTTP/1.1 client connection: route, forward the
 /// head and body upstream, stream the response back, or answer locally (SPEC §6).
@@ -64,14 +65,19 @@ extension DownstreamConnection {
         corsHeaders = []
         let req = parsedRequest
         grpc = req.isGrpc
+        record.begin(req, worker: worker)
         if let location = listener.httpsRedirect(req) {
             return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
         }
         guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
             return answerLocally(.noRoute)
         }
-        take(ExchangePlan.fault(match, random: &worker.random) ?? ExchangePlan.router(match, req, corsHeaders: &corsHeaders),
-             match: match, state: st)
+        if let step = ExchangePlan.fault(match, random: &worker.random) {
+            if case .delay = step { record.flags.insert(.delayInjected) } else { record.flags.insert(.faultInjected) }
+            take(step, match: match, state: st)
+        } else {
+            take(ExchangePlan.router(match, req, corsHeaders: &corsHeaders), match: match, state: st)
+        }
     }
 
     private func take(_ step: ExchangeStep, match: RouteMatchResult, state st: ProxyState) {
@@ -93,6 +99,7 @@ extension DownstreamConnection {
         pendingFault = nil
         requestPhase = .head
         if let abort = pending.abort {
+            record.flags.insert(.faultInjected)
             answerCustom(abort)
         } else {
             take(ExchangePlan.router(pending.match, parsedRequest, corsHeaders: &corsHeaders), match: pending.match, state: st)
@@ -110,6 +117,10 @@ extension DownstreamConnection {
         }
         endpoint = f.endpoint
         connectTimeoutMs = f.cluster.spec.connectTimeoutMs
+        record.cluster = f.cluster
+        record.upstream = f.endpoint
+        if let id = f.ctx.requestID { record.requestID = id }
+        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
         upstreamTLS = f.tls
         guard let (us, reused) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
         let replayable = reused && head.framing == .none && !head.upgrade
@@ -151,6 +162,7 @@ extension DownstreamConnection {
             inBuf.consume(head.headBytes)
             scanFrom = 0
         }
+        record.status = r.status
         LocalReply.writeCustom(status: r.status, headers: r.headers + corsHeaders, body: r.body, contentType: r.contentType,
                                close: !keepAlive, headRequest: head.methodKind == .head, into: outBuf)
         requestPhase = .done
@@ -162,7 +174,10 @@ extension DownstreamConnection {
     /// request body not yet read cannot be skipped safely, so such a connection closes
     /// after the reply.
     func answerLocally(_ reply: LocalReply) {
+        record.flags.insert(reply.responseFlags)
+        if reply.status == 504, let c = record.cluster { worker.stats.count(.upstream_rq_timeout, cluster: c.stats.cluster) }
         if grpc {
+            record.grpcStatus = Grpc.status(for: reply)
             return answerCustom(CustomReply(status: 200, headers: Grpc.replyFields(reply), body: [], contentType: nil))
         }
         let unreadBody = requestPhase == .head ? head.framing != .none : requestPhase == .body
@@ -171,6 +186,7 @@ extension DownstreamConnection {
             inBuf.consume(head.headBytes)
             scanFrom = 0
         }
+        record.status = reply.status
         reply.write(into: outBuf, close: !keepAlive, headRequest: head.methodKind == .head)
         requestPhase = .done
         responsePhase = .done
@@ -191,6 +207,7 @@ extension DownstreamConnection {
         let consumed: Int
         do {
             consumed = try requestBody.decode(inBuf.readable, maxData: room, onData: { data in
+                self.record.bytesIn += data.count
                 us.sendBody(data)
                 for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: chunked, into: m.outBuf) }
             }, onTrailers: { trailers in
@@ -251,6 +268,8 @@ extension DownstreamConnection {
             scheduleResume()   // bytes the client sent after its request are tunnel data
             return
         }
+        record.status = rh.status
+        if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
         let clientHTTP10 = head.minorVersion == 0
         switch rh.framing {
         case .none, .contentLength: responseFraming = .asIs
@@ -265,10 +284,12 @@ extension DownstreamConnection {
 
     func upstreamResponseData(_ data: UnsafeRawBufferPointer) {
         guard head.methodKind != .head else { return }
+        record.bytesOut += data.count
         HeadWriter.writeBody(data, chunked: responseFraming == .chunked, into: outBuf)
     }
 
     func upstreamResponseTrailers(_ trailers: Trailers) {
+        if record.grpc { record.noteGrpcStatus(trailers.value("grpc-status")) }
         guard responseFraming == .chunked, head.methodKind != .head else { return }
         outBuf.append("0\r\n")
         trailers.writeLines(into: outBuf)
@@ -316,6 +337,9 @@ extension DownstreamConnection {
                 us.flush()
                 return
             }
+            if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
+                worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
+            }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
             case .tlsFailed: .upstreamTLSFailure
@@ -341,6 +365,7 @@ extension DownstreamConnection {
     /// Both directions are complete: release the upstream, then wait for the next request.
     func finishExchange(reusable: Bool) {
         worker.loop.cancel(timer)
+        worker.report(&record, listener: listener.spec, protocolName: "HTTP/1.1", peerIP: peerIP)
         if let us = upstream {
             upstream = nil
             if let c = us as? UpstreamConnection {

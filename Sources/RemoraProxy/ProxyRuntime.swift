@@ -7,6 +7,7 @@ import RemoraCore
 import RemoraIO
 import RemoraPolicy
 import RemoraTLS
+import RemoraTelemetry
 
 /// The control thread: binds listeners, starts the workers, and turns signals into
 /// drain (SIGTERM/SIGINT) and reload (SIGHUP).
@@ -49,6 +50,7 @@ public final class ProxyRuntime: AdminHost {
         var tls: TLSServerContext?
     }
     private var workerCount = 0
+    private var accessLogSink: AccessLogSink?
     /// Server certificates of TLS listeners, checked for rotation every second.
     private var serverTLS: [TLSServerContext] { bound.values.compactMap(\.tls) }
     static let certificateCheckMs = 1_000
@@ -75,6 +77,17 @@ public final class ProxyRuntime: AdminHost {
         let count = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
         workerCount = count
+        let logTarget: AccessLogSink.Target = switch settings.accessLog {
+        case .stdout: .stdout
+        case .off: .off
+        case .file(let path): .file(path)
+        }
+        do {
+            let sink = try AccessLogSink(logTarget)
+            if sink.isEnabled { accessLogSink = sink }
+        } catch {
+            throw .listen("access log: \(error)")
+        }
 
         // Bind on this thread so a port that cannot be bound fails start-up, and so port 0
         // resolves once: the other workers bind the port the first one got.
@@ -90,6 +103,7 @@ public final class ProxyRuntime: AdminHost {
         for i in 0..<count {
             let thread = WorkerThread(index: i)
             let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
+            if let sink = accessLogSink { worker.startAccessLog(AccessLogBuffer(sink: sink, stats: worker.stats)) }
             for b in bound.values.sorted(by: { $0.spec.name < $1.spec.name }) {
                 worker.listeners.append(ListenerRuntime(worker: worker, fd: b.fds[i], spec: b.spec, tls: b.tls))
             }
@@ -102,6 +116,7 @@ public final class ProxyRuntime: AdminHost {
         do {
             admin = try AdminServer(loop: controlLoop, store: store, host: self, admin: settings.admin,
                                     health: settings.health, metrics: settings.metrics)
+            admin?.appendConfigMetrics = false   // rendered with the rest below
         } catch {
             for b in bound.values { for f in b.fds { Socket.close(f) } }
             throw .listen("admin endpoints: \(error)")
@@ -162,13 +177,46 @@ public final class ProxyRuntime: AdminHost {
     private func exitNow() {
         Log.info("drained; exiting")
         admin?.close()
+        // Workers have no exchanges left; what they buffered reaches the sink (on their own
+        // threads), then the file.
+        guard let sink = accessLogSink, !workers.isEmpty else { controlLoop.stop(); return }
+        var pending = workers.count
+        for w in workers {
+            w.loop.post { [controlLoop] in
+                w.accessLog?.drain()
+                controlLoop.post {
+                    pending -= 1
+                    if pending == 0 { sink.flush(); controlLoop.stop() }
+                }
+            }
+        }
+        return
         controlLoop.stop()
     }
 
     // MARK: AdminHost
 
+    /// Each worker copies its own counters on its own thread; the copies are merged here.
     public func renderMetrics(_ reply: @escaping (String) -> Void) {
-        reply("")
+        var merged = StatsSnapshot()
+        var pending = workers.count
+        let names = registry.names
+        let finish: () -> Void = { [unowned self] in
+            let config = ConfigStats(version: self.store.version, reloadsOK: self.store.reloadsSucceeded,
+                                     reloadsFailed: self.store.reloadsFailed)
+            reply(PrometheusText.render(merged, names: names, config: config))
+        }
+        guard pending > 0 else { return finish() }
+        for w in workers {
+            w.loop.post { [controlLoop] in
+                let snap = w.stats.snapshot()
+                controlLoop.post {
+                    merged.merge(snap)
+                    pending -= 1
+                    if pending == 0 { finish() }
+                }
+            }
+        }
     }
 
     public func clustersJSON() -> ConfigValue {

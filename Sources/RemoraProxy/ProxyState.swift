@@ -3,6 +3,7 @@ import RemoraCore
 import RemoraIO
 import RemoraPolicy
 import RemoraTLS
+import RemoraTelemetry
 
 /// One upstream endpoint as the workers use it: its address and a process-wide stable id
 /// that indexes each worker's connection pools (so pools outlive configuration changes
@@ -19,6 +20,25 @@ public struct ClusterTarget: Sendable {
     public let endpoints: [EndpointRef]
     /// DestinationRule `tls` SIMPLE/MUTUAL: the contexts to originate TLS with.
     let tls: UpstreamTLS?
+    /// Metric label ids (NameTable) of the cluster and its destination service.
+    let stats: StatsIDs
+}
+
+struct StatsIDs: Sendable {
+    let cluster: Int32
+    let service: Int32
+    let serviceName: Int32
+    let namespace: Int32
+
+    /// Istio's labels: the service host, its first label, and the namespace of a
+    /// Kubernetes name ("adservice.shop.svc.cluster.local" → "shop"), else "unknown".
+    init(_ spec: ClusterSpec, names: NameTable) {
+        cluster = names.id(spec.name)
+        service = names.id(spec.host)
+        let labels = spec.host.split(separator: ".")
+        serviceName = names.id(labels.first.map(String.init) ?? spec.host)
+        namespace = labels.count >= 3 && labels[2] == "svc" ? names.id(String(labels[1])) : -1
+    }
 }
 
 /// Everything a worker needs for new requests, immutable: the compiled snapshot and
@@ -58,7 +78,8 @@ public final class ProxyState: Sendable {
                 if addresses.isEmpty { Log.warning("cluster \(spec.name): DNS gave no address for \(host)") }
             }
             return ClusterTarget(spec: spec, endpoints: addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) },
-                                 tls: registry.upstreamTLS(spec, credentialsDir: snapshot.settings.credentialsDir))
+                                 tls: registry.upstreamTLS(spec, credentialsDir: snapshot.settings.credentialsDir),
+                                 stats: StatsIDs(spec, names: registry.names))
         }
         return ProxyState(snapshot: snapshot, clusters: clusters, version: version)
     }
@@ -67,6 +88,8 @@ public final class ProxyState: Sendable {
 /// Gives each distinct endpoint address a small integer for the lifetime of the process.
 public final class EndpointRegistry: @unchecked Sendable {
     private var ids: [SocketAddress: Int] = [:]
+    /// Metric label values, for the process's lifetime.
+    public let names = NameTable()
     /// Upstream TLS contexts by settings, kept across rebuilds so TLS sessions resume.
     private var tls: [TLSKey: UpstreamTLS] = [:]
     private let lock = Lock()

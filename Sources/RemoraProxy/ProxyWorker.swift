@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraIO
 import RemoraPolicy
 import RemoraTLS
+import RemoraTelemetry
 
 /// A client connection of either protocol, as the worker tracks it for limits and draining.
 protocol DownstreamHandle: AnyObject {
@@ -32,6 +33,25 @@ final class ProxyWorker {
     private(set) var downstreamCount = 0
     private var downstreams: [ObjectIdentifier: DownstreamHandle] = [:]
     private(set) var draining = false
+    /// This worker's metrics (read by posting `stats.snapshot()` to this loop).
+    let stats = WorkerStats()
+    /// Access log lines, handed to the sink's writer thread (nil when the log is off).
+    private(set) var accessLog: AccessLogBuffer?
+    static let logTickMs = 100
+    private var logTimer: LoopTimer?
+
+    /// Turns the access log on (on this worker's thread); lines are flushed every 100 ms.
+    func startAccessLog(_ buffer: AccessLogBuffer) {
+        accessLog = buffer
+        let t = LoopTimer { [unowned self] in self.tickAccessLog() }
+        logTimer = t
+        loop.arm(t, afterMs: ProxyWorker.logTickMs)
+    }
+
+    private func tickAccessLog() {
+        accessLog?.tick()
+        if let t = logTimer { loop.arm(t, afterMs: ProxyWorker.logTickMs) }
+    }
     /// TLS handshakes that failed (bad certificate, unknown protocol, …), downstream and upstream.
     var tlsHandshakeFailures = 0
     var onDrained: (() -> Void)?

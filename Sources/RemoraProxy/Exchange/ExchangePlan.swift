@@ -106,8 +106,8 @@ extension ProxyWorker {
             authorityRewrite: actions.authorityRewrite(destination: destination),
             headerOps: actions.requestHeaders(destination: destination))
         let mirrorClusters = entry.mirrors.isEmpty || head.upgrade ? [] : actions.mirrorClusters { _ in self.random.next32() }
-        if !mirrorClusters.isEmpty {
-            // The primary and its shadows carry the same request id.
+        if !mirrorClusters.isEmpty || accessLog != nil {
+            // The primary and its shadows (and the access log line) carry the same request id.
             ctx.requestID = req.header("x-request-id") == nil ? RequestID.string(random: &random) : nil
         }
         var timeoutMs = entry.timeoutMs

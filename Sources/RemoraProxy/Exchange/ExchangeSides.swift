@@ -24,6 +24,20 @@ enum Trailers {
         }
     }
 
+    /// The value of a field (lowercase name), if present.
+    func value(_ name: String) -> UnsafeRawBufferPointer? {
+        switch self {
+        case .h2(let view):
+            return view.value(name)
+        case .http1(let raw):
+            var found: UnsafeRawBufferPointer?
+            forEachTrailerField(raw) { n, v in
+                if found == nil, n.count == name.utf8.count, zip(n, name.utf8).allSatisfy({ $0 | 0x20 == $1 }) { found = v }
+            }
+            return found
+        }
+    }
+
     /// As HTTP/1.1 trailer lines ("name: value\r\n" each).
     func writeLines(into out: ByteBuffer) {
         switch self {

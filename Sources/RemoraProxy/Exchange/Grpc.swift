@@ -1,9 +1,19 @@
 import RemoraCore
+import RemoraHTTP1
 import RemoraPolicy
 
 /// gRPC over the proxy: recognising gRPC requests, their deadline, and the status a
 /// proxy-generated error carries for them (SPEC §6).
 enum Grpc {
+    /// A field of a response head by lowercase name (grpc-status of a trailers-only reply).
+    static func field(_ name: String, _ rh: ResponseHead, _ buf: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        for h in rh.headers where h.name.count == name.utf8.count {
+            let n = UnsafeRawBufferPointer(rebasing: buf[h.name])
+            if zip(n, name.utf8).allSatisfy({ $0 | 0x20 == $1 }) { return UnsafeRawBufferPointer(rebasing: buf[h.value]) }
+        }
+        return nil
+    }
+
     /// The client's `grpc-timeout` in milliseconds ("100m", "5S", "1H", …; at most 8 digits).
     static func timeoutMs<R: RouteRequest>(_ req: R) -> Int? {
         guard let v = req.header("grpc-timeout") else { return nil }

@@ -3,6 +3,7 @@ import RemoraH2
 import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
+import RemoraTelemetry
 
 /// One request/response exchange on an HTTP/2 client connection: routed and forwarded
 /// like an HTTP/1.1 request (ExchangePlan), its body streamed both ways. Received DATA is
@@ -36,6 +37,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     private var resumeScheduled = false
     private var pendingStep: ExchangeStep?
     private var pendingMatch: RouteMatchResult?
+    private var record = ExchangeRecord()
 
     private enum TimerPurpose { case request, faultDelay }
     private var timerPurpose = TimerPurpose.request
@@ -64,6 +66,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
 
     func receivedData(_ data: UnsafeRawBufferPointer) {
         unconsumed += data.count
+        record.bytesIn += data.count
         if let us = upstream {
             us.sendBody(data)
             for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: head.framing == .chunked, into: m.outBuf) }
@@ -127,6 +130,9 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         state = st
         let req = parsedRequest
         grpc = req.isGrpc
+        let early = record.bytesIn   // DATA that came in the batch that opened the stream
+        record.begin(req, worker: worker)
+        record.bytesIn = early
         if let location = conn.listener.httpsRedirect(req) {
             return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
         }
@@ -137,6 +143,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
             return answerLocally(.noRoute)
         }
         if let step = ExchangePlan.fault(match, random: &worker.random) {
+            if case .delay = step { record.flags.insert(.delayInjected) } else { record.flags.insert(.faultInjected) }
             return take(step, match: match)
         }
         take(ExchangePlan.router(match, req, corsHeaders: &corsHeaders), match: match)
@@ -165,6 +172,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         pendingMatch = nil
         if let step = pendingStep {
             pendingStep = nil
+            record.flags.insert(.faultInjected)
             return take(step, match: match)
         }
         take(ExchangePlan.router(match, parsedRequest, corsHeaders: &corsHeaders), match: match)
@@ -181,6 +189,10 @@ final class H2ServerStream: ResponseSink, DeferredTask {
             guard let (us, _) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
             upstream = us
             responseOps = f.responseOps
+            record.cluster = f.cluster
+            record.upstream = f.endpoint
+            if let id = f.ctx.requestID { record.requestID = id }
+            worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
             us.attach(self, method: head.methodKind)
             us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
             for c in f.mirrorClusters {
@@ -213,6 +225,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
 
     private func answerCustom(_ r: CustomReply) {
         answered = true
+        record.status = r.status
         let headRequest = head.methodKind == .head
         let body = headRequest ? [] : r.body
         H2HeadWriter.reply(status: r.status, headers: r.headers + corsHeaders, contentType: r.contentType,
@@ -222,7 +235,11 @@ final class H2ServerStream: ResponseSink, DeferredTask {
 
     private func answerLocally(_ reply: LocalReply) {
         answered = true
+        record.flags.insert(reply.responseFlags)
+        record.status = grpc ? 200 : reply.status
+        if reply.status == 504, let c = record.cluster { worker.stats.count(.upstream_rq_timeout, cluster: c.stats.cluster) }
         if grpc {
+            record.grpcStatus = Grpc.status(for: reply)
             // Trailers-only (SPEC §6): HTTP 200 with the gRPC status in the one header block.
             H2HeadWriter.reply(status: 200, headers: Grpc.replyFields(reply), contentType: nil, bodyBytes: nil, into: &conn.fields)
             return respond(body: [])
@@ -257,6 +274,8 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         guard !closed else { return }
         if rh.status == 101 { return upstreamFailed(.protocolError, reused: false) }   // no upgrades over HTTP/2
         responseStarted = true
+        record.status = rh.status
+        if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
         var rh = rh
         if rh.framing == .contentLength(0) { rh.framing = .none }   // ends with the headers, as it came
         H2HeadWriter.response(rh, buf: buf, ops: responseOps, extra: corsHeaders, into: &conn.fields)
@@ -268,11 +287,13 @@ final class H2ServerStream: ResponseSink, DeferredTask {
 
     func upstreamResponseData(_ data: UnsafeRawBufferPointer) {
         guard !closed, !responseEnded, head.methodKind != .head else { return }
+        record.bytesOut += data.count
         session.sendData(stream: id, data)
     }
 
     func upstreamResponseTrailers(_ trailers: Trailers) {
         guard !closed, !responseEnded else { return }
+        if record.grpc { record.noteGrpcStatus(trailers.value("grpc-status")) }
         conn.fields.removeAll()
         trailers.appendLowercased(to: &conn.fields)
         session.endStream(stream: id, trailers: conn.fields.count > 0 ? conn.fields : nil)
@@ -304,6 +325,9 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         upstream = nil
         guard !closed else { return }
         if !responseStarted {
+            if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
+                worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
+            }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
             case .tlsFailed: .upstreamTLSFailure
@@ -364,6 +388,10 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     func streamClosed(errorCode: UInt32) {
         guard !closed else { return }
         closed = true
+        if record.active {
+            if !responseEnded || errorCode != 0 { record.flags.insert(.downstreamConnectionTermination) }
+            worker.report(&record, listener: conn.listener.spec, protocolName: "HTTP/2", peerIP: conn.peerIP)
+        }
         worker.loop.cancel(timer)
         if let us = upstream {
             upstream = nil
