@@ -55,6 +55,15 @@ public enum HostNames {
 
     /// Whether two hosts, each written in its resource's namespace, name the same service, or a
     /// wildcard on either side covers the other.
+    /// The names two exact hosts are compared by: `sameService` holds for two exact hosts
+    /// exactly when these sets intersect (a bare short name means different services in
+    /// different namespaces). Lets callers index hosts instead of comparing pairs.
+    public static func qualifiedNames(_ host: String, namespace: String) -> [String] {
+        let all = aliases(normalize(host), namespace: namespace)
+        let q = all.filter { $0.contains(".") }
+        return q.isEmpty ? all : q
+    }
+
     public static func sameService(_ a: String, namespace nsA: String, _ b: String, namespace nsB: String) -> Bool {
         let na = normalize(a), nb = normalize(b)
         if na.hasPrefix("*") || nb.hasPrefix("*") {
@@ -62,14 +71,8 @@ public enum HostNames {
             let (pattern, host, hostNs) = na.hasPrefix("*") ? (na, nb, nsB) : (nb, na, nsA)
             return aliases(host, namespace: hostNs).contains { wildcardMatches(pattern: pattern, host: $0) }
         }
-        // Compare qualified names only: a bare short name means different services in different namespaces.
-        func qualified(_ h: String, _ ns: String) -> [String] {
-            let all = aliases(h, namespace: ns)
-            let q = all.filter { $0.contains(".") }
-            return q.isEmpty ? all : q
-        }
-        let sa = Set(qualified(na, nsA))
-        return qualified(nb, nsB).contains { sa.contains($0) }
+        let sa = Set(qualifiedNames(na, namespace: nsA))
+        return qualifiedNames(nb, namespace: nsB).contains { sa.contains($0) }
     }
 
     /// The host part of an authority ("Host:8080" → "host", "[::1]:80" → "[::1]"), normalized.

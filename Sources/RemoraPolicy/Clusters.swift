@@ -71,10 +71,41 @@ final class ClusterBuilder {
     private let rules: [Resource]
     var errors: [ConfigError] = []
 
+    /// Exact hosts by qualified name → the first (load order) resource index declaring them;
+    /// wildcard hosts are few and scanned. Keeps compiling 1 000 services linear, not quadratic.
+    private var entryIndex: [String: Int] = [:]
+    private var entryWildcards: [(host: String, index: Int)] = []
+    private var ruleIndex: [String: Int] = [:]
+    private var ruleWildcards: [(host: String, index: Int)] = []
+
     init(config: ConfigSet) {
         self.config = config
         entries = config.resources.filter { $0.kind == .serviceEntry }
         rules = config.resources.filter { $0.kind == .destinationRule }
+        for (i, r) in entries.enumerated() {
+            guard let se = r.serviceEntry else { continue }
+            for h in se.spec.hosts {
+                if HostNames.normalize(h).hasPrefix("*") { entryWildcards.append((h, i)); continue }
+                for q in HostNames.qualifiedNames(h, namespace: r.namespace) where entryIndex[q] == nil { entryIndex[q] = i }
+            }
+        }
+        for (i, r) in rules.enumerated() {
+            guard let dr = r.destinationRule else { continue }
+            let h = dr.spec.host
+            if HostNames.normalize(h).hasPrefix("*") { ruleWildcards.append((h, i)); continue }
+            for q in HostNames.qualifiedNames(h, namespace: r.namespace) where ruleIndex[q] == nil { ruleIndex[q] = i }
+        }
+    }
+
+    /// The first resource (load order) with an exact host naming the same service as `host`,
+    /// else the first wildcard that matches it.
+    private func lookup(_ host: String, namespace: String, exact: [String: Int], wildcards: [(host: String, index: Int)],
+                        in list: [Resource]) -> Int? {
+        if !HostNames.normalize(host).hasPrefix("*") {
+            let hit = HostNames.qualifiedNames(host, namespace: namespace).compactMap { exact[$0] }.min()
+            if let hit { return hit }
+        }
+        return wildcards.first { HostNames.sameService($0.host, namespace: list[$0.index].namespace, host, namespace: namespace) }?.index
     }
 
     /// The cluster index for a destination written in `namespace`; nil (with an error) when the
@@ -157,15 +188,9 @@ final class ClusterBuilder {
     /// The ServiceEntry whose hosts contain `host` (short and long Kubernetes names alike),
     /// preferring an exact name over a wildcard, then load order.
     private func serviceEntry(for host: String, namespace: String) -> (Resource, ServiceEntrySpec)? {
-        var wildcard: (Resource, ServiceEntrySpec)?
-        for r in entries {
-            guard let se = r.serviceEntry else { continue }
-            for h in se.spec.hosts where HostNames.sameService(h, namespace: r.namespace, host, namespace: namespace) {
-                if !h.hasPrefix("*") { return (r, se.spec) }
-                if wildcard == nil { wildcard = (r, se.spec) }
-            }
-        }
-        return wildcard
+        guard let i = lookup(host, namespace: namespace, exact: entryIndex, wildcards: entryWildcards, in: entries),
+              let se = entries[i].serviceEntry else { return nil }
+        return (entries[i], se.spec)
     }
 
     private func chooseHost(_ hosts: [String], for host: String, seNs: String, ns: String) -> String {
@@ -174,14 +199,9 @@ final class ClusterBuilder {
     }
 
     private func destinationRule(for host: String, namespace: String) -> (Resource, DestinationRule)? {
-        var wildcard: (Resource, DestinationRule)?
-        for r in rules {
-            guard let dr = r.destinationRule,
-                  HostNames.sameService(dr.spec.host, namespace: r.namespace, host, namespace: namespace) else { continue }
-            if !dr.spec.host.hasPrefix("*") { return (r, dr) }
-            if wildcard == nil { wildcard = (r, dr) }
-        }
-        return wildcard
+        guard let i = lookup(host, namespace: namespace, exact: ruleIndex, wildcards: ruleWildcards, in: rules),
+              let dr = rules[i].destinationRule else { return nil }
+        return (rules[i], dr)
     }
 
     /// Subset policy over the DestinationRule's: each section set in the subset replaces the top-level one.
