@@ -10,7 +10,7 @@ struct Remora: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remora",
         abstract: "A service-mesh data plane: HTTP/1.1 proxy driven by Istio-style resources.",
-        subcommands: [Run.self, Validate.self, Echo.self])
+        subcommands: [Run.self, Validate.self, Echo.self, Ctl.self])
 
     /// SPEC exit codes: 0 success, 1 invalid input, 2 usage error, 3 a port or file problem.
     static func main() {
