@@ -199,19 +199,25 @@ public final class ProxyRuntime: AdminHost {
     /// Each worker copies its own counters on its own thread; the copies are merged here.
     public func renderMetrics(_ reply: @escaping (String) -> Void) {
         var merged = StatsSnapshot()
+        var handshakeFailures = 0
         var pending = workers.count
         let names = registry.names
         let finish: () -> Void = { [unowned self] in
             let config = ConfigStats(version: self.store.version, reloadsOK: self.store.reloadsSucceeded,
                                      reloadsFailed: self.store.reloadsFailed)
-            reply(PrometheusText.render(merged, names: names, config: config))
+            let extra = [(name: "remora_tls_handshake_failures_total",
+                          help: "TLS handshakes that failed, downstream and upstream (bad certificate, protocol, SNI).",
+                          type: "counter", value: Double(handshakeFailures))]
+            reply(PrometheusText.render(merged, names: names, config: config, extra: extra))
         }
         guard pending > 0 else { return finish() }
         for w in workers {
             w.loop.post { [controlLoop] in
                 let snap = w.stats.snapshot()
+                let failures = w.tlsHandshakeFailures
                 controlLoop.post {
                     merged.merge(snap)
+                    handshakeFailures += failures
                     pending -= 1
                     if pending == 0 { finish() }
                 }

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.request
 import shutil
 import socket
 import ssl
@@ -748,6 +749,10 @@ def test_handshake_errors_close_only_their_connection(env, pki):
     new = g.proc.stderr_text()[before:]
     assert re.search(r"tls|ssl|handshake|protocol|version|alert|certificate|cipher", new, re.I), (
         f"no reason for the failed handshakes in the proxy's log; new log text:\n{new[-2000:]}")
+    # and counted
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{g.proxy.ports['metrics']}/stats/prometheus", timeout=5).read().decode()
+    m = re.search(r"^remora_tls_handshake_failures_total (\d+)", metrics, re.M)
+    assert m and int(m.group(1)) >= 3, metrics[-1500:]
 
 
 # ---------------------------------------------------------------------------
