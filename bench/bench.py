@@ -3,7 +3,8 @@
 
 One backend (one nginx worker returning a 3-byte body, over HTTP/1.1 and on a second
 port over h2c; etcd for gRPC), and in front of it each proxy with one worker, access
-logs off and a keep-alive upstream pool (proxies.py). The
+logs off and a keep-alive upstream pool (proxies.py); for the TLS scenarios the proxies
+also terminate TLS with one certificate made at the start of the run. The
 scenarios (scenarios.py) run against every proxy in the same run: the interleaved ones
 once per round with the order rotated each round, the others once at the end. Medians
 across rounds are written to bench/RESULTS.md and drawn in bench/results.png
@@ -50,9 +51,9 @@ def _on_signal(signum, _frame):
 
 
 def start(proxy: proxies.Proxy, tmp: Path, backends: proxies.BackendPorts, env: dict | None = None,
-          tag: str = "") -> proxies.Running:
+          tag: str = "", tls: proxies.TlsFiles | None = None) -> proxies.Running:
     full_env = dict(os.environ, **env) if env else None
-    r = proxy.start(tmp, proxies.free_port(), backends, full_env, tag)
+    r = proxy.start(tmp, proxies.free_port(), backends, full_env, tag, tls)
     _running.append(r)
     r.wait_listening()
     return r
@@ -70,10 +71,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rate", type=int, default=1000, help="fixed-rate scenario: requests/s in all")
     ap.add_argument("--rate-seconds", type=float, default=4, help="fixed-rate scenario: seconds measured")
     ap.add_argument("--h2-duration", type=float, default=2,
-                    help="seconds per h2load run in the HTTP/2 scenarios (h2c, h2c-h2, grpc)")
+                    help="seconds per h2load run in the HTTP/2 scenarios (h2c, h2c-h2, grpc, h2-tls)")
     ap.add_argument("--h2-clients", type=int, default=8, help="HTTP/2 scenarios: h2load connections (-c)")
     ap.add_argument("--h2-streams", type=int, default=32,
                     help="HTTP/2 scenarios: requests in flight per connection (h2load -m)")
+    ap.add_argument("--tls-handshakes", type=int, default=2000,
+                    help="tls-handshakes scenario: connections (full handshakes) per run")
+    ap.add_argument("--tls-clients", type=int, default=32, help="tls-handshakes scenario: connections at a time")
+    ap.add_argument("--no-resumption-lib", type=Path, default=BENCH / "out/no_resumption.so")
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--alloc-requests", type=int, default=20000)
     ap.add_argument("--alloc-lib", type=Path, default=BENCH / "out/count_malloc.so")
@@ -115,6 +120,9 @@ def main() -> int:
     if "allocations" in keys and not args.alloc_lib.is_file():
         print(f"allocation counter not built: {args.alloc_lib} (bench/run builds it)", file=sys.stderr)
         return 2
+    if "tls-handshakes" in keys and not args.no_resumption_lib.is_file():
+        print(f"TLS interposer not built: {args.no_resumption_lib} (bench/run builds it)", file=sys.stderr)
+        return 2
 
     wait_quiet(args.wait_quiet)
     started = time.time()
@@ -136,26 +144,34 @@ def main() -> int:
             grun = grpc_backend.start(tmp, bports.grpc)
             _running.append(grun)
             grun.wait_listening()
+        # the TLS scenarios: one certificate for every proxy, made anew (bench/out/tls)
+        tls_files = None
+        if any(s.protocol in ("https", "tls") for s in chosen_sc):
+            tls_files = proxies.make_certificate(BENCH / "out" / "tls")
         ctx = Context(tmp=tmp, backend_port=bports.http1, connections=args.connections, duration=args.duration,
                       rate=args.rate, rate_seconds=args.rate_seconds,
                       idle_connections=args.idle_connections, alloc_requests=args.alloc_requests,
                       alloc_lib=args.alloc_lib.resolve(), backends=bports,
                       h2_clients=args.h2_clients, h2_streams=args.h2_streams, h2_duration=args.h2_duration,
+                      tls_handshakes=args.tls_handshakes, tls_clients=args.tls_clients,
+                      no_resumption_lib=args.no_resumption_lib.resolve(),
                       start_proxy=lambda proxy, env: start(proxy, tmp, bports, env, "-alloc"))
 
         targets: list[Target] = []
         for p in chosen:
             targets.append(Target(p.name, p.label, start(p, tmp, bports), p))
-        # The HTTP/2 scenarios run against a second instance of each proxy (the same
-        # configuration): the HTTP/1.1 instance's figures, RSS after load and per idle
-        # connection included, stay those of a process that only ever saw HTTP/1.1 load
-        # (after 256-stream HTTP/2 runs, memory the allocator keeps would absorb part of
-        # the idle connections' cost).
+        # The HTTP/2 and TLS scenarios run against a second instance of each proxy (the
+        # same configuration, plus the TLS listener when a TLS scenario runs): the HTTP/1.1
+        # instance's figures, RSS after load and per idle connection included, stay those
+        # of a process that only ever saw HTTP/1.1 load (after 256-stream HTTP/2 runs,
+        # memory the allocator keeps would absorb part of the idle connections' cost) and
+        # that has no TLS listener.
         h2_protocols = {s.protocol for s in chosen_sc} - {"http1"}
         h2_targets: dict[str, Target] = {}
         for p in chosen:
             if h2_protocols & p.protocols:
-                h2_targets[p.name] = Target(p.name, p.label, start(p, tmp, bports, tag="-h2"), p)
+                with_tls = tls_files if {"https", "tls"} & h2_protocols & p.protocols else None
+                h2_targets[p.name] = Target(p.name, p.label, start(p, tmp, bports, tag="-h2", tls=with_tls), p)
         time.sleep(1.0)
         for t in targets:
             t.rss_idle_kb = t.running.rss_kb()
@@ -224,9 +240,11 @@ def main() -> int:
             "backend": f"{backend.version()}, one worker, `return 200 \"ok\\n\"` (3-byte body), on an HTTP/1.1 "
                        f"port and an h2c port (`listen ... http2`)",
             "grpc_backend": grpc_backend.version() if grpc_backend else None,
+            "tls": ({"certificate": tls_files.describe, "openssl": proxies.openssl_version()}
+                    if tls_files else None),
             "proxies": [{"name": p.name, "label": p.label, "version": p.version(),
                          "per_request": p.per_request, "settings": p.settings, "h2_settings": p.h2_settings,
-                         "protocols": sorted(p.protocols)} for p in chosen],
+                         "tls_settings": p.tls_settings, "protocols": sorted(p.protocols)} for p in chosen],
             "rounds": args.rounds,
             "scenarios": [{"key": s.key, "title": s.title, "describe": s.describe(ctx)} for s in chosen_sc],
         }

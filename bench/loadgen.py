@@ -1,12 +1,15 @@
 """Load generators: wrk (saturating keep-alive load), h2load (fixed rate, exact counts;
-HTTP/2 h2c and gRPC load), nghttp (one checked gRPC call) and a Python client that opens and holds many idle keep-alive connections.
+HTTP/2 h2c and gRPC load; h2 over TLS; full TLS handshakes, one request per connection,
+under the no_resumption.so interposer), nghttp (one checked gRPC call) and a Python client that opens and holds many idle keep-alive connections.
 
 Every external tool runs under a timeout (h2load 1.52 spins forever when --rps is
 combined with -D, so fixed-rate runs use -n, a request count, instead).
 """
 from __future__ import annotations
 
+import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -14,7 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxies import AUTHORITY, HOST
+from proxies import AUTHORITY, BACKEND_STATUS_PATH, HOST
+
+# The one TLS 1.3 cipher suite the TLS clients offer. h2load offers AES-128-GCM first,
+# but HAProxy and Remora pick by their own preference (AES-256-GCM) and nginx and
+# nghttpx by the client's: offering one makes every proxy encrypt with the same cipher.
+TLS13_CIPHER = "TLS_AES_128_GCM_SHA256"
 
 
 class LoadError(RuntimeError):
@@ -108,26 +116,40 @@ def h2load_count(port: int, requests: int, clients: int) -> dict:
     return {"requests": int(m.group(3)), "succeeded": int(m.group(4))}
 
 
+def _tls_facts(out: str) -> dict:
+    """What h2load prints of the first TLS connection: protocol version, cipher, key
+    exchange group, ALPN (\"\" when absent: a cleartext run)."""
+    def one(pattern: str) -> str:
+        m = re.search(pattern, out, re.M)
+        return m.group(1).strip() if m else ""
+    return {"tls_version": one(r"^(?:TLS )?Protocol: (\S+)"), "tls_cipher": one(r"^Cipher: (\S+)"),
+            "tls_group": one(r"^Server Temp Key: (\S+)"), "alpn": one(r"^Application protocol: (\S+)")}
+
+
 def h2load_h2c(port: int, authority: str, clients: int, streams: int, seconds: float, path: str = "/",
-               data: Path | None = None, headers: tuple[str, ...] = (), during=None) -> dict:
-    """HTTP/2 over cleartext with prior knowledge (h2load's default for http:// URLs):
-    `clients` connections, `streams` requests in flight on each, for `seconds` (-D: the
-    requests still in flight at the end are neither counted nor failed). With `data`,
-    every request is a POST of that file's bytes. `during` (optional) is called once
-    halfway through the run and its result returned as "during".
+               data: Path | None = None, headers: tuple[str, ...] = (), during=None, tls: bool = False) -> dict:
+    """HTTP/2 over cleartext with prior knowledge (h2load's default for http:// URLs), or
+    with `tls` over TLS (https://, ALPN: h2load offers h2 first; it does not verify the
+    certificate; cipher suite TLS13_CIPHER): `clients` connections, `streams` requests in flight on each, for
+    `seconds` (-D: the requests still in flight at the end are neither counted nor
+    failed). With `data`, every request is a POST of that file's bytes. `during`
+    (optional) is called once halfway through the run and its result returned as "during".
 
     Figures: requests (done), rps, ok (2xx), errors (failed + errored + timed out +
     non-2xx), data_bytes (response DATA payload), latency percentiles p50/p90/p99 (µs,
-    from h2load's per-request log: send to end of response) and mean."""
+    from h2load's per-request log: send to end of response) and mean; with `tls`, also
+    the negotiated version, cipher, group and ALPN protocol (_tls_facts)."""
     dur = f"{seconds:g}" if seconds == int(seconds) else f"{round(seconds * 1000)}ms"   # -D takes no fraction
     cmd = ["h2load", f"-c{clients}", f"-m{streams}", f"-D{dur}", "-H", f":authority: {authority}"]
+    if tls:
+        cmd.append(f"--tls13-ciphers={TLS13_CIPHER}")
     if data is not None:
         cmd += ["-d", str(data)]
     for h in headers:
         cmd += ["-H", h]
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmpdir:
         log = Path(tmpdir) / "requests.log"    # a new file: h2load appends to an existing one
-        cmd += [f"--log-file={log}", f"http://{HOST}:{port}{path}"]
+        cmd += [f"--log-file={log}", f"{'https' if tls else 'http'}://{HOST}:{port}{path}"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         mid = None
         try:
@@ -168,7 +190,71 @@ def h2load_h2c(port: int, authority: str, clients: int, streams: int, seconds: f
         res[f"p{pct}_us"] = _percentile(lat, pct)
     if during is not None:
         res["during"] = mid
+    if tls:
+        res.update(_tls_facts(out))
     return res
+
+
+def h2load_handshakes(port: int, authority: str, clients: int, count: int, preload: Path,
+                      threads: int = 1) -> dict:
+    """`count` HTTPS connections, `clients` at a time, each a full TLS handshake (ALPN
+    http/1.1) and one `GET /` with `Connection: close`: the proxy answers and closes, and
+    h2load connects again. h2load would resume the previous connection's session on each
+    reconnection (cipher suite: TLS13_CIPHER); `preload` (no_resumption.so) drops it before every handshake and
+    counts the handshakes, and those resumed anyway (must be 0). -n, not -D: h2load 1.52
+    never ends a -D run whose connections are closed by the server.
+
+    Figures: requests (done), ok (2xx), errors, handshakes, resumed, seconds (h2load's
+    "finished in"), hs_per_s (handshakes / seconds), client_cpu_s (h2load's user+sys),
+    wall_s (around the whole command), and the TLS facts of the first connection."""
+    cmd = ["h2load", "--h1", f"-t{threads}", f"-c{clients}", f"-n{count}", f"--tls13-ciphers={TLS13_CIPHER}",
+           "-H", f":authority: {authority}", "-H", "Connection: close", f"https://{HOST}:{port}/"]
+    env = dict(os.environ, LD_PRELOAD=str(preload))
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    timeout = 60 + count / 200
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise LoadError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}")
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = p.stdout
+    if p.returncode != 0:
+        raise LoadError(f"exit {p.returncode}: {' '.join(cmd)}\n{out}\n{p.stderr}")
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    fin = re.search(r"finished in ([\d.]+)(m?s),", out)
+    hs = re.search(r"no_resumption: handshakes=(\d+) resumed=(\d+)", p.stderr)
+    if not (m and st and fin):
+        raise LoadError(f"cannot parse h2load output: {' '.join(cmd)}\n{out}\n{p.stderr}")
+    if not hs:
+        raise LoadError(f"{preload} did not report (not loaded into h2load?): {' '.join(cmd)}\n{p.stderr}")
+    seconds = float(fin.group(1)) / (1000 if fin.group(2) == "ms" else 1)
+    done, failed, errored, tout = int(m.group(3)), int(m.group(5)), int(m.group(6)), int(m.group(7))
+    handshakes = int(hs.group(1))
+    res = {"requests": done, "ok": int(st.group(1)),
+           "errors": failed + errored + tout + sum(int(st.group(i)) for i in (2, 3, 4)),
+           "handshakes": handshakes, "resumed": int(hs.group(2)), "seconds": seconds,
+           "hs_per_s": handshakes / seconds if seconds else 0.0, "wall_s": wall,
+           "client_cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime), "output": out}
+    res.update(_tls_facts(out))
+    return res
+
+
+def backend_accepts(port: int) -> int:
+    """Connections the backend nginx has accepted so far (its stub_status), this
+    request's own connection included."""
+    with socket.create_connection((HOST, port), timeout=10) as s:
+        s.sendall(f"GET {BACKEND_STATUS_PATH} HTTP/1.1\r\nHost: {AUTHORITY}\r\nConnection: close\r\n\r\n".encode())
+        buf = b""
+        while chunk := s.recv(4096):
+            buf += chunk
+    m = re.search(rb"server accepts handled requests\s+(\d+)", buf)
+    if not m:
+        raise LoadError(f"cannot read the backend's stub_status: {buf[:300]!r}")
+    return int(m.group(1))
 
 
 def grpc_call(port: int, authority: str, path: str, request: bytes, expect: bytes, what: str = "") -> None:

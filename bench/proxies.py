@@ -8,6 +8,11 @@ fixed body; it is also the "direct" target that latency is compared against.
 
 Adding a proxy: subclass Proxy (name, version(), command(), the `protocols` it can
 run, and endpoints() if it needs listeners of its own for some), add it to all_proxies.
+
+TLS: an instance started with a certificate (Proxy.start(..., tls=TlsFiles)) also
+listens on a TLS port (`extra["tls"]`) that terminates TLS (ALPN h2 and http/1.1,
+TLS 1.2 and 1.3, session tickets on: each proxy's defaults) and proxies to the same
+HTTP/1.1 backend. make_certificate() writes the one certificate they all serve.
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ MAX_CONNECTIONS = 12000       # > the 10 000 idle connections the memory scenari
 _hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 FD_LIMIT = 65536 if _hard == resource.RLIM_INFINITY else min(_hard, 65536)  # 20 000 here
 BACKEND_BODY = "ok\n"
+# the backend's stub_status (on its HTTP/1.1 port): connections it accepted so far
+BACKEND_STATUS_PATH = "/bench-status"
 
 
 def free_port() -> int:
@@ -43,6 +50,34 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The certificate every proxy's TLS listener serves (make_certificate)."""
+    cert: Path                # PEM certificate (self-signed)
+    key: Path                 # PEM private key
+    pem: Path                 # certificate + key in one file (HAProxy's `crt`)
+    describe: str             # for RESULTS.md
+
+
+def make_certificate(d: Path) -> TlsFiles:
+    """One ECDSA P-256 self-signed certificate and key (openssl command line), made anew
+    at each run in `d`. The clients (h2load) do not verify it."""
+    d.mkdir(parents=True, exist_ok=True)
+    cert, key, pem = d / "cert.pem", d / "key.pem", d / "cert-key.pem"
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", str(key), "-out", str(cert), "-days", "7", "-subj", f"/CN={AUTHORITY}",
+           "-addext", f"subjectAltName=DNS:{AUTHORITY},IP:{HOST}"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"cannot make the TLS certificate ({e}): the TLS scenarios need the openssl command")
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr}")
+    pem.write_text(cert.read_text() + key.read_text())
+    return TlsFiles(cert, key, pem, f"ECDSA P-256, self-signed, `CN={AUTHORITY}` (made with `openssl req -x509 "
+                                    f"-newkey ec -pkeyopt ec_paramgen_curve:prime256v1` at the start of the run)")
 
 
 def first_line(cmd: list[str]) -> str:
@@ -132,7 +167,8 @@ class Running:
 class Backend:
     """One nginx worker: HTTP/1.1 on `ports.http1`, h2c prior knowledge on `ports.h2c`
     (nginx 1.22: a plain-text `listen ... http2` port speaks HTTP/2 only, no Upgrade,
-    no HTTP/1.1), the same 3-byte answer on both."""
+    no HTTP/1.1), the same 3-byte answer on both; BACKEND_STATUS_PATH: its stub_status
+    (connections accepted, read by tls-handshakes)."""
     name = "backend"
     label = "direct (no proxy)"
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -163,6 +199,7 @@ http {{
         listen {HOST}:{ports.http1} backlog=4096;
         listen {HOST}:{ports.h2c} http2 backlog=4096;
         location / {{ default_type text/plain; return 200 "{BACKEND_BODY.encode('unicode_escape').decode()}"; }}
+        location = {BACKEND_STATUS_PATH} {{ stub_status; }}
     }}
 }}
 """)
@@ -212,43 +249,60 @@ class Proxy:
     per_request = "?"          # what it adds to each request, for RESULTS.md
     settings = "?"             # the settings that make it comparable, for RESULTS.md
     h2_settings = ""           # how it is set up for the HTTP/2 scenarios, for RESULTS.md
+    tls_settings = ""          # how its TLS listener is set up ("https", "tls" protocols), for RESULTS.md
     extra_listeners: tuple[str, ...] = ()   # listeners besides the main one, each on a free port
 
     def version(self) -> str:
         raise NotImplementedError
 
-    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts,
+                tls: TlsFiles | None = None) -> list:
         """Write the configuration into directory `d`, return the command line. `listen`:
-        the main listener's port; `extra`: a free port for each of `extra_listeners`."""
+        the main listener's port; `extra`: a free port for each of `extra_listeners`, and
+        with `tls` (the certificate) one more, extra["tls"], for the TLS listener."""
         raise NotImplementedError
 
     def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
         """Where each protocol's load goes; by default all on the main listener, the
-        HTTP/2-upstream scenarios routed by authority."""
+        HTTP/2-upstream scenarios routed by authority; the TLS scenarios on the TLS port."""
         return {"h2c": Endpoint(listen, AUTHORITY), "h2c-h2": Endpoint(listen, AUTHORITY_H2),
-                "grpc": Endpoint(listen, AUTHORITY_GRPC)}
+                "grpc": Endpoint(listen, AUTHORITY_GRPC), **self.tls_endpoints(extra)}
+
+    @staticmethod
+    def tls_endpoints(extra: dict[str, int]) -> dict[str, Endpoint]:
+        if "tls" not in extra:
+            return {}
+        return {"https": Endpoint(extra["tls"], AUTHORITY), "tls": Endpoint(extra["tls"], AUTHORITY)}
 
     def start(self, tmp: Path, listen: int, backend: BackendPorts, env: dict | None = None,
-              tag: str = "") -> Running:
-        """Start an instance; `tag` tells several instances' directories and logs apart."""
+              tag: str = "", tls: TlsFiles | None = None) -> Running:
+        """Start an instance; `tag` tells several instances' directories and logs apart;
+        with `tls`, the instance also serves TLS on a port of its own."""
         d = tmp / f"{self.name}{tag}"
         d.mkdir(exist_ok=True)
         extra = {name: free_port() for name in self.extra_listeners}
+        if tls is not None:
+            extra["tls"] = free_port()
         eps = {k: v for k, v in self.endpoints(listen, extra).items() if k in self.protocols}
-        return Running(f"{self.name}{tag}", listen, self.command(d, listen, extra, backend),
+        return Running(f"{self.name}{tag}", listen, self.command(d, listen, extra, backend, tls),
                        tmp / f"{self.name}{tag}.log", env, eps)
 
 
 class Remora(Proxy):
     name = "remora"
     label = "Remora"
-    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
+    protocols = {"http1", "h2c", "h2c-h2", "grpc", "https", "tls"}
     per_request = "X-Forwarded-For, X-Forwarded-Proto, X-Request-ID (random UUID)"
     settings = (f"`workers: 1`, access log off, mesh outbound listener, STATIC ServiceEntry + "
                 f"VirtualService, `limits.maxConnections: {MAX_CONNECTIONS}`")
     h2_settings = (f"h2c on the same outbound listener (preface detected); `{AUTHORITY_H2}`: a second "
                    f"STATIC ServiceEntry, port `protocol: HTTP2`; `{AUTHORITY_GRPC}`: a third, "
                    f"`protocol: GRPC`; each with its VirtualService")
+    tls_settings = ("a Gateway `istio-system/bench-gw` (selector `istio: ingressgateway`, the Proxy's label), "
+                    "one server: port `protocol: HTTPS`, `bind: 127.0.0.1`, `hosts: [\"*\"]`, `tls: {mode: SIMPLE, "
+                    "serverCertificate, privateKey}` (files); a VirtualService `gateways: [istio-system/bench-gw]`, "
+                    f"`hosts: [\"*\"]` routing to `{AUTHORITY}`. Its defaults: ALPN h2 and http/1.1, TLS 1.2–1.3, "
+                    "session tickets on")
 
     def __init__(self, binary: Path):
         self.binary = binary
@@ -284,12 +338,42 @@ spec:
     - destination: {{host: {host}, port: {{number: 80}}}}
 """
 
-    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+    @staticmethod
+    def gateway(port: int, tls: TlsFiles) -> str:
+        """The TLS listener: a Gateway whose one server terminates TLS (SIMPLE, certificate
+        files) on HOST:port, and the VirtualService bound to it that sends every host to
+        the backend's ServiceEntry."""
+        return f"""---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: bench-gw, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: https, protocol: HTTPS}}
+    bind: {HOST}
+    hosts: ["*"]
+    tls: {{mode: SIMPLE, serverCertificate: {tls.cert}, privateKey: {tls.key}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bench-gw, namespace: istio-system}}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/bench-gw]
+  http:
+  - route:
+    - destination: {{host: {AUTHORITY}, port: {{number: 80}}}}
+"""
+
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts,
+                tls: TlsFiles | None = None) -> list:
         admin, health, metrics = free_port(), free_port(), free_port()
         conf = d / "remora.yaml"
+        # the label selects the Gateway (selector istio: ingressgateway)
         conf.write_text(f"""apiVersion: remora.dev/v1alpha1
 kind: Proxy
-metadata: {{name: bench}}
+metadata: {{name: bench, labels: {{istio: ingressgateway}}}}
 spec:
   workers: 1
   admin: {{address: {HOST}, port: {admin}}}
@@ -301,14 +385,15 @@ spec:
   limits: {{maxConnections: {MAX_CONNECTIONS}}}
 """ + self.service("backend", AUTHORITY, "http", "HTTP", backend.http1)
     + self.service("backend-h2", AUTHORITY_H2, "http2", "HTTP2", backend.h2c)
-    + self.service("backend-grpc", AUTHORITY_GRPC, "grpc", "GRPC", backend.grpc))
+    + self.service("backend-grpc", AUTHORITY_GRPC, "grpc", "GRPC", backend.grpc)
+    + (self.gateway(extra["tls"], tls) if tls else ""))
         return [self.binary, "run", "-c", conf]
 
 
 class HAProxy(Proxy):
     name = "haproxy"
     label = "HAProxy"
-    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
+    protocols = {"http1", "h2c", "h2c-h2", "grpc", "https", "tls"}
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     per_request = "X-Forwarded-For, X-Request-ID (uuid)"
     settings = (f"`nbthread 1`, no log, `http-keep-alive`, `http-reuse always`, `maxconn {MAX_CONNECTIONS}` "
@@ -317,6 +402,9 @@ class HAProxy(Proxy):
                    "the preface); HTTP/2 upstreams: a frontend each on a port of its own (`bind ... proto "
                    "h2`, the same forwardfor/x-request-id rules) whose backend has `server ... proto h2`, so "
                    "that the HTTP/1.1 frontend stays as it was (no Host-based `use_backend`)")
+    tls_settings = ("a frontend of its own, `bind ... ssl crt cert-key.pem alpn h2,http/1.1` (the same "
+                    "forwardfor/x-request-id rules, the same backend `be`); defaults otherwise: TLS 1.2–1.3, "
+                    "session tickets on, its session cache (`tune.ssl.cachesize` 20 000)")
     extra_listeners = ("h2", "grpc")
 
     def version(self) -> str:
@@ -325,10 +413,18 @@ class HAProxy(Proxy):
 
     def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
         return {"h2c": Endpoint(listen, AUTHORITY), "h2c-h2": Endpoint(extra["h2"], AUTHORITY_H2),
-                "grpc": Endpoint(extra["grpc"], AUTHORITY_GRPC)}
+                "grpc": Endpoint(extra["grpc"], AUTHORITY_GRPC), **self.tls_endpoints(extra)}
 
-    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts,
+                tls: TlsFiles | None = None) -> list:
         conf = d / "haproxy.cfg"
+        tls_frontend = f"""
+# TLS termination (ALPN h2 and http/1.1), to the HTTP/1.1 backend
+frontend fe_tls
+    bind {HOST}:{extra["tls"]} ssl crt {tls.pem} alpn h2,http/1.1
+{{rules}}
+    default_backend be
+""" if tls else ""
         rules = """    option forwardfor
     http-request set-header x-request-id %[uuid]"""
         conf.write_text(f"""global
@@ -377,7 +473,7 @@ frontend fe_grpc
 
 backend be_grpc
     server s1 {HOST}:{backend.grpc} proto h2
-""")
+""" + tls_frontend.replace("{rules}", rules))
         return [self.binary, "-db", "-f", conf]
 
 
@@ -386,7 +482,7 @@ class Nginx(Proxy):
     label = "nginx"
     # no "h2c-h2": nginx cannot proxy to an HTTP/2 upstream (proxy_http_version stops at
     # 1.1); grpc_pass speaks HTTP/2 to the upstream but only for gRPC
-    protocols = {"http1", "h2c", "grpc"}
+    protocols = {"http1", "h2c", "grpc", "https", "tls"}
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     per_request = "X-Forwarded-For, X-Request-ID ($request_id)"
     settings = ("`worker_processes 1` (+ master), `access_log off`, upstream `keepalive 512`, "
@@ -396,16 +492,28 @@ class Nginx(Proxy):
                    f"{AUTHORITY_GRPC}` on that port with `grpc_pass` to an upstream with `keepalive 512` "
                    "(nginx sends one stream at a time on each upstream connection); no HTTP/2 upstream "
                    "otherwise, so no h2c-h2")
+    tls_settings = ("a third port in the same `server`, `listen ... ssl http2` (ALPN h2 and http/1.1), "
+                    "`ssl_certificate`/`ssl_certificate_key`, `ssl_protocols TLSv1.2 TLSv1.3` (1.22's default "
+                    "stops at TLS 1.2: without it every client would get TLS 1.2); defaults otherwise: session "
+                    "tickets on, no session cache (`ssl_session_cache none`)")
     extra_listeners = ("h2c",)
 
     def version(self) -> str:
         return first_line([self.binary, "-v"]).replace("nginx version: ", "")
 
     def endpoints(self, listen: int, extra: dict[str, int]) -> dict[str, Endpoint]:
-        return {"h2c": Endpoint(extra["h2c"], AUTHORITY), "grpc": Endpoint(extra["h2c"], AUTHORITY_GRPC)}
+        return {"h2c": Endpoint(extra["h2c"], AUTHORITY), "grpc": Endpoint(extra["h2c"], AUTHORITY_GRPC),
+                **self.tls_endpoints(extra)}
 
-    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts,
+                tls: TlsFiles | None = None) -> list:
         conf = d / "nginx.conf"
+        # TLS: a third port in the same server (ALPN offers h2 and http/1.1 on an `ssl http2` port)
+        tls_listen = f"""
+        listen {HOST}:{extra["tls"]} ssl http2 backlog=4096;
+        ssl_certificate {tls.cert};
+        ssl_certificate_key {tls.key};
+        ssl_protocols TLSv1.2 TLSv1.3;""" if tls else ""
         conf.write_text(f"""worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
@@ -434,7 +542,7 @@ http {{
     }}
     server {{
         listen {HOST}:{listen} backlog=4096;
-        listen {HOST}:{extra["h2c"]} http2 backlog=4096;
+        listen {HOST}:{extra["h2c"]} http2 backlog=4096;{tls_listen}
         location / {{
             proxy_pass http://be;
             proxy_http_version 1.1;
@@ -462,7 +570,7 @@ http {{
 class Nghttpx(Proxy):
     name = "nghttpx"
     label = "nghttpx"
-    protocols = {"http1", "h2c", "h2c-h2", "grpc"}
+    protocols = {"http1", "h2c", "h2c-h2", "grpc", "https", "tls"}
     binary = shutil.which("nghttpx") or "/usr/sbin/nghttpx"
     per_request = "X-Forwarded-For, X-Forwarded-Proto (no request-id feature)"
     settings = ("`--single-process --single-thread --workers=1`, no access log, backend keep-alive "
@@ -470,11 +578,18 @@ class Nghttpx(Proxy):
     h2_settings = (f"h2c on the same `--frontend` (`no-tls` serves HTTP/1.1 and h2c); HTTP/2 upstreams: "
                    f"`--backend=...;{AUTHORITY_H2}/;proto=h2` and `...;{AUTHORITY_GRPC}/;proto=h2`, "
                    f"routed by authority")
+    tls_settings = ("a second `--frontend=127.0.0.1,PORT` (TLS: no `no-tls`) with the key and certificate as "
+                    "the positional arguments, `--no-ocsp` (no OCSP fetch helper for a self-signed certificate); "
+                    "defaults otherwise: ALPN h2 and http/1.1, TLS 1.2–1.3, session tickets on (keys it makes "
+                    "itself)")
 
     def version(self) -> str:
         return first_line([self.binary, "--version"]).replace("nghttpx ", "")
 
-    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts) -> list:
+    def command(self, d: Path, listen: int, extra: dict[str, int], backend: BackendPorts,
+                tls: TlsFiles | None = None) -> list:
+        # TLS: a frontend without `no-tls`; the private key and certificate are positional
+        tls_args = [f"--frontend={HOST},{extra['tls']}", "--no-ocsp", tls.key, tls.cert] if tls else []
         # one process, one thread (accept and proxying on the same loop, like the others)
         return [self.binary, "--conf=/dev/null", "--single-process", "--single-thread", "--workers=1",
                 f"--frontend={HOST},{listen};no-tls", f"--backend={HOST},{backend.http1};;proto=http/1.1",
@@ -483,12 +598,17 @@ class Nghttpx(Proxy):
                 "--add-x-forwarded-for", "--no-via", "--no-server-rewrite",
                 "--backend-keep-alive-timeout=120s", "--frontend-keep-alive-timeout=120s",
                 f"--rlimit-nofile={FD_LIMIT}", f"--backlog=4096",
-                f"--pid-file={d}/nghttpx.pid", f"--errorlog-file={d}/error.log"]
+                f"--pid-file={d}/nghttpx.pid", f"--errorlog-file={d}/error.log"] + tls_args
 
 
 def tool_versions() -> str:
     wrk = first_line(["wrk", "-v"]).split(" [")[0].replace("debian/", "")
     return f"{wrk}, h2load {first_line(['h2load', '--version']).replace('h2load ', '')}"
+
+
+def openssl_version() -> str:
+    """The OpenSSL the TLS clients (h2load) and, on Debian, HAProxy, nginx and nghttpx use."""
+    return first_line(["openssl", "version"])
 
 
 def all_proxies(remora_binary: Path) -> list[Proxy]:

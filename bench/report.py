@@ -60,6 +60,18 @@ def _spread(runs: dict, key: str, order: list[str], fmt: str) -> str:
     return "; ".join(parts)
 
 
+def _negotiated(runs: dict, order: list[str], labels: dict[str, str]) -> str:
+    """TLS version, cipher, group and ALPN per target, from the rounds' figures (TLS
+    scenarios only: the others have no such strings); all rounds must agree."""
+    parts = []
+    for name in order:
+        seen = {", ".join(r[k] for k in ("tls_version", "tls_cipher", "tls_group", "alpn") if r.get(k))
+                for r in runs.get(name, []) if r.get("tls_version")}
+        if seen:
+            parts.append(f"{labels[name]} {' / '.join(sorted(seen))}")
+    return "; ".join(parts)
+
+
 def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: dict) -> None:
     m = meta["machine"]
     order = ["direct"] + [p["name"] for p in meta["proxies"]]
@@ -114,6 +126,17 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
             runs_h2 = ", ".join(k for k in ("h2c", "h2c-h2", "grpc") if k in p.get("protocols", ()))
             out.append(f"| {p['label']} | {runs_h2 or '–'} | {p.get('h2_settings') or '–'} |")
         out.append("")
+    tls_keys = {"h2-tls": "https", "tls-handshakes": "tls"}
+    if meta.get("tls") and any(sc.key in tls_keys and sc.key in medians for sc in chosen):
+        out += [f"TLS set-up (the h2-tls and tls-handshakes scenarios): every proxy serves the same certificate, "
+                f"{meta['tls']['certificate']}, from a listener of its own in the second instance; "
+                f"{meta['tls']['openssl']} on the client side (h2load) and in the Debian builds of HAProxy, nginx "
+                f"and nghttpx.", "",
+                "| proxy | TLS scenarios it runs | how |", "| --- | --- | --- |"]
+        for p in meta["proxies"]:
+            runs_tls = ", ".join(k for k, proto in tls_keys.items() if proto in p.get("protocols", ()))
+            out.append(f"| {p['label']} | {runs_tls or '–'} | {p.get('tls_settings') or '–'} |")
+        out.append("")
 
     for sc in chosen:
         if sc.key not in medians:
@@ -133,12 +156,22 @@ def write_markdown(path: Path, meta: dict, chosen: list, runs: dict, medians: di
             if sc.key == "h1_fixed_rate":
                 spread = _spread(runs[sc.key], "p99_us", order, "{:.0f}")
                 out += ["", f"p99 µs in each round: {spread}."]
+            if sc.key == "tls-handshakes":
+                key = "cpu_us_per_hs"
+                spread = _spread(runs[sc.key], key, order, "{:.0f}")
+                if spread:
+                    out += ["", f"CPU µs/handshake in each round: {spread}."]
+        negotiated = _negotiated(runs.get(sc.key, {}), order, labels)
+        if negotiated:
+            out += ["", f"Negotiated (the first connection of each run, as h2load reports it): {negotiated}."]
         out.append("")
 
-    out += ["## Pending scenarios", "",
-            "These come when the protocol lands in Remora; each is one class in `bench/scenarios.py`:", ""]
-    out += [f"- **{name}** — {why}." for name, why in scenarios.PENDING]
-    out += ["", "## Reproduce", "",
+    if scenarios.PENDING:
+        out += ["## Pending scenarios", "",
+                "These come when the protocol lands in Remora; each is one class in `bench/scenarios.py`:", ""]
+        out += [f"- **{name}** — {why}." for name, why in scenarios.PENDING]
+        out.append("")
+    out += ["## Reproduce", "",
             "```sh",
             "make bench          # installs the tools, builds Remora (release) and bench/alloc, runs everything",
             "bench/run --help    # the same without make; options: --rounds, --duration, --proxies, --scenarios ...",
@@ -188,7 +221,8 @@ def plot(path: Path, meta: dict, medians: dict) -> None:
     names = [p["name"] for p in meta["proxies"]]
     get = lambda sc, key: {n: v.get(key, float("nan")) for n, v in medians.get(sc, {}).items()}
     h2 = [(k, label, hatch) for k, label, hatch in (("h2c", "h2c → HTTP/1.1", ""), ("h2c-h2", "h2c → h2c", "//"),
-                                                     ("grpc", "gRPC unary", "xx")) if medians.get(k)]
+                                                     ("grpc", "gRPC unary", "xx"),
+                                                     ("h2-tls", "h2+TLS → HTTP/1.1", "..")) if medians.get(k)]
     # (series, title, y label, value format); a panel is drawn when a scenario run gave it figures
     panels = [
         ([("under wrk load", get("h1_throughput", "cpu_us_per_req"), ""),
@@ -206,6 +240,11 @@ def plot(path: Path, meta: dict, medians: dict) -> None:
          "HTTP/2: CPU time per request, h2load load (lower is better)", "µs of proxy CPU / request", "{:.1f}"),
         ([(label, get(k, "rps"), hatch) for k, label, hatch in h2],
          "HTTP/2: throughput (higher is better; no bar: not run)", "requests/s", "{:,.0f}"),
+        ([("CPU per handshake", get("tls-handshakes", "cpu_us_per_hs"), "")],
+         "TLS: proxy CPU per full handshake + 1 request (lower is better)", "µs of proxy CPU / handshake",
+         "{:.0f}"),
+        ([("handshakes/s", get("tls-handshakes", "hs_per_s"), "")],
+         "TLS: full handshakes/s, h2load-bound on 2 cores (higher is better)", "handshakes/s", "{:,.0f}"),
     ]
     panels = [p for p in panels if any(not math.isnan(v) for _, vals, _ in p[0] for v in vals.values())]
     rows = max(1, math.ceil(len(panels) / 2))
@@ -218,6 +257,8 @@ def plot(path: Path, meta: dict, medians: dict) -> None:
     alloc = medians.get("allocations", {}).get("remora", {}).get("allocs_per_req")
     sub = f"; Remora: {alloc:.3f} heap allocations/request" if alloc is not None else ""
     protos = "HTTP/1.1 and HTTP/2" if h2 else "HTTP/1.1"
+    if medians.get("h2-tls") or medians.get("tls-handshakes"):
+        protos += ", TLS"
     fig.suptitle(f"Remora vs HAProxy, nginx, nghttpx — 1 worker each, {protos} — {meta['date']}\n"
                  f"{m['nproc']} × {m['cpu']}, kernel {m['kernel']}, load avg {meta['load_start'][0]:.2f}, "
                  f"medians of {meta['rounds']} rounds{sub}", fontsize=11)

@@ -15,10 +15,11 @@ at all, so a target that cannot do the protocol stops the bench at once, loudly,
 instead of after minutes of other scenarios. report.py prints a table per scenario
 from its `columns` (and draws the figures named in report.plot).
 
-The HTTP/2 scenarios (h2c, h2c-h2, grpc) all run h2load with the same shape of load
-(H2Load): every response must be 2xx (gRPC: also the 7-byte message, and grpc-status 0
-in the trailers at warm-up), else the bench stops with h2load's output and the
-proxy's log.
+The HTTP/2 scenarios (h2c, h2c-h2, grpc, h2-tls) all run h2load with the same shape of
+load (H2Load): every response must be 2xx (gRPC: also the 7-byte message, and grpc-status
+0 in the trailers at warm-up; h2-tls: ALPN h2 and TLS 1.3), else the bench stops with
+h2load's output and the proxy's log. tls-handshakes (TlsHandshakes) opens connections
+that each do a full TLS handshake and one request.
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ class Context:
     h2_streams: int = 32          # h2load -m: requests in flight on each
     h2_duration: float = 2.0      # h2load -D: seconds per run
     h2_warmup: float = 0.5        # h2load -D of the check at warm-up
+    tls_handshakes: int = 2000    # tls-handshakes: connections (full handshakes) per run
+    tls_clients: int = 32         # tls-handshakes: connections at a time
+    no_resumption_lib: Path | None = None   # bench/tls/no_resumption.c, built by bench/run
 
 
 @dataclass
@@ -271,6 +275,7 @@ class H2Load(Scenario):
     path = "/"
     upstream = "?"            # which backend the proxy sends to (a BackendPorts field)
     response_bytes = len(BACKEND_BODY)   # DATA bytes in each response
+    tls = False               # https:// (ALPN h2) instead of h2c
     columns = [Column("rps", "requests/s", "{:,.0f}", ratio=True),
                Column("cpu_us_per_req", "CPU µs/request", "{:.1f}", ratio=True),
                Column("cpu_us_per_req_min", "CPU µs/request, best round", "{:.1f}", ratio=True),
@@ -283,7 +288,7 @@ class H2Load(Scenario):
         if ep is None:
             raise RuntimeError(f"{target.name}: lists {self.protocol!r} in its protocols but has no endpoint for it")
         return loadgen.h2load_h2c(ep.port, ep.authority, ctx.h2_clients, ctx.h2_streams, seconds,
-                                  path=self.path, during=during, **self.request(ctx))
+                                  path=self.path, during=during, tls=self.tls, **self.request(ctx))
 
     def request(self, ctx: Context) -> dict:
         return {}
@@ -303,6 +308,8 @@ class H2Load(Scenario):
             raise loadgen.LoadError(
                 f"{target.name}: {self.key}: {res['data_bytes']} bytes of response DATA for {res['requests']} "
                 f"responses (expected {want} each); proxy log {target.running.log}; h2load said:\n{out}")
+        if self.tls:
+            _check_tls(target, self.key, res, out, "h2")
 
     def warm_up(self, target: Target, ctx: Context) -> None:
         res = self.load(ctx, ctx.h2_warmup, target)
@@ -388,10 +395,112 @@ class GrpcUnary(H2Load):
                 + self._common)
 
 
-SCENARIOS: list[Scenario] = [H1Throughput(), H1FixedRate(), H2cThroughput(), H2cH2Throughput(), GrpcUnary(),
-                             IdleConnections(), Allocations()]
+def _check_tls(target: Target, key: str, res: dict, out: str, alpn: str) -> None:
+    """The connection h2load reports on must have negotiated TLS 1.3, the cipher suite
+    offered and `alpn`: a proxy left at TLS 1.2, or answering h2 with http/1.1, would be
+    measured doing something else."""
+    if (res.get("tls_version"), res.get("alpn"), res.get("tls_cipher")) != ("TLSv1.3", alpn, loadgen.TLS13_CIPHER):
+        raise loadgen.LoadError(
+            f"{target.name}: {key}: negotiated {res.get('tls_version') or '?'}, {res.get('tls_cipher') or '?'}, ALPN "
+            f"{res.get('alpn') or 'none'} (expected TLSv1.3, {loadgen.TLS13_CIPHER}, {alpn}); proxy log "
+            f"{target.running.log}; h2load said:\n{out}")
 
-# Scenarios waiting for the protocol to land in Remora (kept here so RESULTS.md lists them).
-PENDING = [
-    ("TLS (HTTPS termination, HTTP/1.1 and h2 via ALPN)", "Remora has no TLS yet"),
-]
+
+class H2TlsThroughput(H2Load):
+    key = "h2-tls"
+    title = "HTTP/2 over TLS (ALPN h2), HTTP/1.1 backend, as fast as the proxy goes"
+    protocol = "https"
+    upstream = "http1"
+    tls = True
+
+    def describe(self, ctx: Context) -> str:
+        return (f"{self._load_text(ctx)}, `https://`, ALPN h2 (h2load offers h2 first and does not verify the "
+                f"certificate), TLS 1.3 with `{loadgen.TLS13_CIPHER}` (the one suite offered, `--tls13-ciphers`; "
+                f"both checked in every run), `GET /`, `:authority: backend.local`, to the same "
+                f"HTTP/1.1 backend as `h2c`: the same load as `h2c` with TLS added on the client side, so the "
+                f"difference from the `h2c` table is the cost of TLS record encryption and decryption (the "
+                f"{ctx.h2_clients} handshakes happen once, before the run). " + self._common)
+
+
+class TlsHandshakes(Scenario):
+    """Full TLS handshakes per second and the proxy's CPU per handshake: h2load --h1
+    opens connections `tls_clients` at a time, each doing a full handshake (no
+    resumption: no_resumption.so, checked) and one request with `Connection: close`,
+    `tls_handshakes` in all. The proxy's CPU is the scheduler's nanosecond count over the
+    run, divided by the handshakes; h2load's own CPU is measured too, because on a
+    2-core machine the client, which costs more per handshake than the server, is often
+    what limits handshakes/s."""
+    key = "tls-handshakes"
+    title = "Full TLS handshakes per second (new connection, one request each)"
+    protocol = "tls"
+    columns = [Column("hs_per_s", "handshakes/s", "{:,.0f}", ratio=True),
+               Column("cpu_us_per_hs", "CPU µs/handshake", "{:.0f}", ratio=True),
+               Column("cpu_us_per_hs_min", "CPU µs/handshake, best round", "{:.0f}", ratio=True),
+               Column("proxy_cpu_pct", "proxy CPU %", "{:.0f}"),
+               Column("client_cpu_us_per_hs", "h2load CPU µs/handshake", "{:.0f}"),
+               Column("upstream_new_per_hs", "new upstream conns/handshake", "{:.2f}"),
+               Column("resumed", "resumed", "{:.0f}"), Column("errors", "errors", "{:.0f}")]
+
+    def load(self, target: Target, ctx: Context, count: int) -> dict:
+        ep = target.running.endpoints.get(self.protocol)
+        if ep is None:
+            raise RuntimeError(f"{target.name}: lists {self.protocol!r} in its protocols but has no endpoint for it")
+        if ctx.no_resumption_lib is None or not Path(ctx.no_resumption_lib).is_file():
+            raise RuntimeError(f"no_resumption.so not built ({ctx.no_resumption_lib}): bench/run builds it")
+        return loadgen.h2load_handshakes(ep.port, ep.authority, ctx.tls_clients, count, ctx.no_resumption_lib)
+
+    def check(self, target: Target, res: dict, count: int) -> None:
+        out = res.pop("output")
+        if res["errors"] or res["ok"] != count or res["handshakes"] != count or res["resumed"]:
+            raise loadgen.LoadError(
+                f"{target.name}: {self.key}: {count} connections wanted: {res['handshakes']} handshakes "
+                f"({res['resumed']} resumed: must be 0), {res['ok']} responses 2xx, {res['errors']} failed or not "
+                f"2xx. Every connection must do a full handshake and get a 2xx; leave the scenario out with "
+                f"--scenarios, or the proxy with --proxies. Proxy log: {target.running.log}; h2load said:\n{out}")
+        _check_tls(target, self.key, res, out, "http/1.1")
+
+    def warm_up(self, target: Target, ctx: Context) -> None:
+        count = min(ctx.tls_handshakes, 300)
+        self.check(target, self.load(target, ctx, count), count)
+
+    def run(self, target: Target, ctx: Context) -> dict:
+        a0 = loadgen.backend_accepts(ctx.backend_port)
+        c0 = target.running.cpu_seconds(precise=True)
+        res = self.load(target, ctx, ctx.tls_handshakes)
+        cpu = target.running.cpu_seconds(precise=True) - c0
+        accepted = loadgen.backend_accepts(ctx.backend_port) - a0 - 1   # less the second status request's
+        self.check(target, res, ctx.tls_handshakes)
+        n = max(1, res["handshakes"])
+        res["cpu_us_per_hs"] = cpu * 1e6 / n
+        res["proxy_cpu_pct"] = 100 * cpu / res["wall_s"]
+        res["client_cpu_us_per_hs"] = res["client_cpu_s"] * 1e6 / n
+        res["upstream_new_per_hs"] = accepted / n
+        return res
+
+    def describe(self, ctx: Context) -> str:
+        return (f"`h2load --h1 -c{ctx.tls_clients} -n{ctx.tls_handshakes} --tls13-ciphers={loadgen.TLS13_CIPHER} "
+                f"-H 'Connection: close' https://...` under `LD_PRELOAD=no_resumption.so`: "
+                f"{ctx.tls_handshakes:,} connections, {ctx.tls_clients} at a time, each a full TLS 1.3 handshake "
+                f"(ECDHE X25519, the ECDSA P-256 certificate), ALPN http/1.1, "
+                f"one `GET /` proxied to the backend, then the proxy closes. "
+                f"h2load alone would resume the previous session on every reconnection (measured: 1 968 of "
+                f"2 000); the interposer removes the session before each handshake and counts the handshakes "
+                f"that resumed anyway (*resumed*, must be 0; every connection must get a 2xx). *CPU "
+                f"µs/handshake*: the proxy's CPU time over the run (the scheduler's nanosecond count, all its "
+                f"threads) / handshakes, so it includes accepting, the request and closing: the comparable "
+                f"figure. *proxy CPU %*: of one core over the run. *h2load CPU µs/handshake*: the client's "
+                f"own user+sys per handshake. *New upstream conns/handshake*: the connections the backend "
+                f"accepted during the run (its `stub_status`; only this proxy is under load) / handshakes: 0 "
+                f"when the proxy forwards every request over its keep-alive pool, 1 when it opens (and "
+                f"closes) a backend connection for each, which its CPU per handshake then includes. "
+                f"The client does the more expensive half of a TLS 1.3 handshake "
+                f"(and OpenSSL 3.0's per-connection overhead), so on 2 cores handshakes/s is mostly limited "
+                f"by h2load (one thread) and the proxy runs below 100 %: handshakes/s is the chain's, CPU per "
+                f"handshake the proxy's")
+
+
+SCENARIOS: list[Scenario] = [H1Throughput(), H1FixedRate(), H2cThroughput(), H2cH2Throughput(), GrpcUnary(),
+                             H2TlsThroughput(), TlsHandshakes(), IdleConnections(), Allocations()]
+
+# Scenarios waiting for the protocol to land in Remora (RESULTS.md lists them; none now).
+PENDING: list[tuple[str, str]] = []
