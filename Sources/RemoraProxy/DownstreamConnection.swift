@@ -58,6 +58,13 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     var fresh = true
     /// The exchange in progress, for metrics and the access log.
     var record = ExchangeRecord()
+    /// Intercepted (iptables REDIRECT): where unrouted requests go — the original
+    /// destination, or for the inbound listener the local application at its port.
+    var passthrough: SocketAddress?
+    /// Intercepted and not known to be HTTP: the first bytes decide (HTTP, or plain TCP to
+    /// `passthrough`); nothing within `sniffTimeoutMs` means a server-first protocol.
+    var sniffing = false
+    static let sniffTimeoutMs = 100
     /// headers.response of the chosen destination, and CORS headers for the response.
     var responseOps: HeaderOps?
     var corsHeaders: [(String, String)] = []
@@ -70,7 +77,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     /// connection when a reused keep-alive connection turns out to be closed.
     let replay: ByteBuffer
 
-    enum TimerPurpose { case idle, header, request, linger, faultDelay }
+    enum TimerPurpose { case idle, header, request, linger, faultDelay, sniff }
     var timerPurpose = TimerPurpose.idle
     lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
 
@@ -252,12 +259,33 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         }
     }
 
+    /// Starts sniffing an intercepted connection (called right after init).
+    func startSniffing() {
+        guard !closed else { return }
+        sniffing = true
+        arm(.sniff, DownstreamConnection.sniffTimeoutMs)
+    }
+
+    /// Not HTTP: the socket and what was read become a plain TCP proxy to the original destination.
+    func switchToTCP() {
+        guard let target = passthrough, !closed else { return close() }
+        closed = true
+        sniffing = false
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd, registration: registration)
+        TCPProxyConnection(worker: worker, clientFD: fd, initial: inBuf.readable, target: target)
+        inBuf.clear()
+        outBuf.clear()
+        worker.closed(self)
+    }
+
     /// Hands the socket to an HTTP/2 connection (the client sent the HTTP/2 preface).
     func switchToHTTP2() {
         closed = true
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
-        H2DownstreamConnection(worker: worker, io: io, peerIP: peerIP, listener: listener, initial: inBuf.readable)
+        H2DownstreamConnection(worker: worker, io: io, peerIP: peerIP, listener: listener, passthrough: passthrough,
+                               initial: inBuf.readable)
         inBuf.clear()
         outBuf.clear()
         worker.closed(self)
@@ -318,6 +346,8 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
             close()
         case .faultDelay:
             faultDelayElapsed()
+        case .sniff:
+            if sniffing { switchToTCP() }
         }
     }
 }

@@ -13,6 +13,15 @@ extension DownstreamConnection {
             switch requestPhase {
             case .head:
                 guard upstream == nil, responsePhase == .waiting, !inBuf.isEmpty else { return }
+                if sniffing {
+                    switch Sniff.classify(inBuf.readable) {
+                    case .notHTTP: return switchToTCP()
+                    case .needMore: return   // the sniff timer still runs
+                    case .http: break
+                    }
+                    sniffing = false
+                    arm(.idle, DownstreamConnection.idleTimeoutMs)
+                }
                 if fresh {
                     switch H2Preface.match(inBuf.readable) {
                     case .yes: return switchToHTTP2()
@@ -69,7 +78,13 @@ extension DownstreamConnection {
         if let location = listener.httpsRedirect(req) {
             return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
         }
+        if let target = passthrough, listener.spec.kind == .meshInbound {
+            return startForward(worker.planPassthrough(to: target, inbound: true, request: req, peerIP: peerIP, listener: listener.spec), state: st)
+        }
         guard let li = listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
+            if let target = passthrough {
+                return startForward(worker.planPassthrough(to: target, inbound: false, request: req, peerIP: peerIP, listener: listener.spec), state: st)
+            }
             return answerLocally(.noRoute)
         }
         if let step = ExchangePlan.fault(match, random: &worker.random) {
@@ -109,12 +124,14 @@ extension DownstreamConnection {
 
     /// Sends the request to a destination of the matched rule.
     private func forward(_ match: RouteMatchResult, state st: ProxyState) {
-        let req = parsedRequest
-        let f: Forwarding
-        switch worker.planForward(match, state: st, request: req, peerIP: peerIP, listener: listener.spec, downstreamH2: false) {
-        case .local(let reply): return answerLocally(reply)
-        case .forward(let plan): f = plan
+        switch worker.planForward(match, state: st, request: parsedRequest, peerIP: peerIP, listener: listener.spec, downstreamH2: false) {
+        case .local(let reply): answerLocally(reply)
+        case .forward(let plan): startForward(plan, state: st)
         }
+    }
+
+    private func startForward(_ f: Forwarding, state st: ProxyState) {
+        let req = parsedRequest
         endpoint = f.endpoint
         connectTimeoutMs = f.cluster.spec.connectTimeoutMs
         record.cluster = f.cluster

@@ -34,8 +34,27 @@ final class ListenerRuntime: EventHandler {
                 Socket.close(cfd)
                 continue
             }
-            _ = DownstreamConnection(worker: worker, fd: cfd, peer: peer, listener: self)
+            accepted(cfd, peer: peer)
         }
+    }
+
+    /// A mesh listener's connection that iptables redirected has an original destination:
+    /// non-HTTP ports become plain TCP proxies, others are sniffed; everything else is HTTP.
+    private func accepted(_ cfd: Int32, peer: SocketAddress) {
+        guard spec.kind != .gateway, let orig = Socket.originalDestination(cfd),
+              let local = Socket.localAddress(cfd), orig != local else {
+            _ = DownstreamConnection(worker: worker, fd: cfd, peer: peer, listener: self)
+            return
+        }
+        // Inbound: the application listens on the original port, on loopback.
+        let target = spec.kind == .meshInbound ? (SocketAddress(host: "127.0.0.1", port: orig.port) ?? orig) : orig
+        if worker.state.tcpPorts.contains(orig.port) || Sniff.serverFirstPorts.contains(orig.port) {
+            TCPProxyConnection(worker: worker, clientFD: cfd, initial: UnsafeRawBufferPointer(start: nil, count: 0), target: target)
+            return
+        }
+        let c = DownstreamConnection(worker: worker, fd: cfd, peer: peer, listener: self)
+        c.passthrough = target
+        c.startSniffing()
     }
 
     /// Index of this listener in the worker's current snapshot (listeners are matched by

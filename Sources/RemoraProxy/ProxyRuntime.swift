@@ -103,6 +103,7 @@ public final class ProxyRuntime: AdminHost {
         for i in 0..<count {
             let thread = WorkerThread(index: i)
             let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
+            worker.registry = registry
             if let sink = accessLogSink { worker.startAccessLog(AccessLogBuffer(sink: sink, stats: worker.stats)) }
             for b in bound.values.sorted(by: { $0.spec.name < $1.spec.name }) {
                 worker.listeners.append(ListenerRuntime(worker: worker, fd: b.fds[i], spec: b.spec, tls: b.tls))

@@ -47,11 +47,21 @@ public final class ProxyState: Sendable {
     public let snapshot: Snapshot
     public let clusters: [ClusterTarget]
     public let version: Int
+    /// Ports a ServiceEntry declares with a non-HTTP protocol (TCP, MYSQL, REDIS, MONGO, TLS,
+    /// HTTPS, …): intercepted connections to them are proxied as plain TCP, unsniffed.
+    let tcpPorts: Set<Int>
 
     init(snapshot: Snapshot, clusters: [ClusterTarget], version: Int) {
         self.snapshot = snapshot
         self.clusters = clusters
         self.version = version
+        var tcp = Set<Int>()
+        for se in snapshot.config.serviceEntries {
+            for p in se.spec.ports where !["HTTP", "HTTP2", "GRPC", "GRPC-WEB"].contains(p.protocol ?? "HTTP") {
+                tcp.insert(p.number)
+            }
+        }
+        tcpPorts = tcp
     }
 
     /// Whether every cluster resolved to the same addresses (a DNS refresh changed nothing).

@@ -33,6 +33,8 @@ final class ProxyWorker {
     private(set) var downstreamCount = 0
     private var downstreams: [ObjectIdentifier: DownstreamHandle] = [:]
     private(set) var draining = false
+    /// Process-wide endpoint ids and metric names (passthrough destinations are added on the fly).
+    var registry: EndpointRegistry!
     /// This worker's metrics (read by posting `stats.snapshot()` to this loop).
     let stats = WorkerStats()
     /// Access log lines, handed to the sink's writer thread (nil when the log is off).

@@ -1,5 +1,6 @@
 import RemoraCore
 import RemoraHTTP1
+import RemoraIO
 import RemoraPolicy
 import RemoraTLS
 
@@ -126,6 +127,25 @@ extension ProxyWorker {
         return .forward(Forwarding(destination: destination, clusterIndex: clusterIndex, cluster: cluster, endpoint: ep,
                                    ctx: ctx, responseOps: actions.responseHeaders(destination: destination),
                                    mirrorClusters: mirrorClusters, timeoutMs: timeoutMs, http2: http2, tls: tls))
+    }
+
+    /// Intercepted traffic that no rule routes: to the connection's original destination
+    /// (Envoy's PassthroughCluster), or for the inbound listener to the local application
+    /// at the original port (InboundPassthroughCluster).
+    func planPassthrough(to target: SocketAddress, inbound: Bool, request req: ParsedRequest, peerIP: String,
+                         listener: ListenerSpec) -> Forwarding {
+        let name = inbound ? "InboundPassthroughCluster" : "PassthroughCluster"
+        let spec = ClusterSpec(name: name, host: name, port: target.port, subset: nil,
+                               resolution: .staticEndpoints([Endpoint(address: target.ip, port: target.port)]))
+        let ep = EndpointRef(address: target, poolID: registry.id(for: target))
+        let cluster = ClusterTarget(spec: spec, endpoints: [ep], tls: nil, stats: StatsIDs(spec, names: registry.names))
+        let head = req.head
+        var ctx = HeadWriter.RequestContext(
+            peerIP: peerIP, forwardedProto: "http", edge: false, path: req.pathRange,
+            hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? target.description) : nil)
+        if accessLog != nil, req.header("x-request-id") == nil { ctx.requestID = RequestID.string(random: &random) }
+        return Forwarding(destination: 0, clusterIndex: -1, cluster: cluster, endpoint: ep, ctx: ctx, responseOps: HeaderOps(),
+                          mirrorClusters: [], timeoutMs: nil, http2: false, tls: nil)
     }
 
     /// A shadow copy of the request to `cluster` (Envoy's shadowing: Host gets "-shadow").

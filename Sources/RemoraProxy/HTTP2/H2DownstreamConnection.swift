@@ -14,6 +14,8 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
     let fd: Int32
     private let io: Transport
     var secure: Bool { io.tls != nil }
+    /// Intercepted traffic: where unrouted requests go (see DownstreamConnection.passthrough).
+    let passthrough: SocketAddress?
     let peerIP: String
     let listener: ListenerRuntime
     private var registration = EventLoop.Registration.none
@@ -44,8 +46,10 @@ final class H2DownstreamConnection: EventHandler, DeferredTask, H2SessionDelegat
 
     /// Takes over `fd` from an HTTP/1.1 connection that saw the preface in `initial`.
     @discardableResult
-    init(worker: ProxyWorker, io: Transport, peerIP: String, listener: ListenerRuntime, initial: UnsafeRawBufferPointer) {
+    init(worker: ProxyWorker, io: Transport, peerIP: String, listener: ListenerRuntime, passthrough: SocketAddress?,
+         initial: UnsafeRawBufferPointer) {
         self.worker = worker
+        self.passthrough = passthrough
         self.io = io
         fd = io.fd
         self.peerIP = peerIP

@@ -139,7 +139,15 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         if head.methodKind == .connect {
             return answerCustom(CustomReply(status: 501, headers: [], body: Array("CONNECT is not supported".utf8), contentType: "text/plain"))
         }
+        if let target = conn.passthrough, conn.listener.spec.kind == .meshInbound {
+            return startForward(worker.planPassthrough(to: target, inbound: true, request: req, peerIP: conn.peerIP,
+                                                       listener: conn.listener.spec))
+        }
         guard let li = conn.listener.listenerIndex(in: st), let match = st.snapshot.resolve(listener: li, req) else {
+            if let target = conn.passthrough {
+                return startForward(worker.planPassthrough(to: target, inbound: false, request: req, peerIP: conn.peerIP,
+                                                           listener: conn.listener.spec))
+            }
             return answerLocally(.noRoute)
         }
         if let step = ExchangePlan.fault(match, random: &worker.random) {
@@ -186,39 +194,45 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         case .local(let reply):
             answerLocally(reply)
         case .forward(let f):
-            guard let (us, _) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
-            upstream = us
-            responseOps = f.responseOps
-            record.cluster = f.cluster
-            record.upstream = f.endpoint
-            if let id = f.ctx.requestID { record.requestID = id }
-            worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-            us.attach(self, method: head.methodKind)
-            us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
-            for c in f.mirrorClusters {
-                if let m = worker.startMirror(cluster: c, state: st, request: req, context: f.ctx) { mirrors.append(m) }
-            }
-            if let e = early {
-                early = nil
-                us.sendBody(e.readable)
-                for m in mirrors where m.accepts(e.count) { HeadWriter.writeBody(e.readable, chunked: head.framing == .chunked, into: m.outBuf) }
-            }
-            if requestEnded {
-                if let t = earlyTrailers {
-                    earlyTrailers = nil
-                    us.sendEnd(trailers: .http1(t.readable))
-                } else {
-                    us.sendEnd(trailers: nil)
-                }
-                endMirrors()
-            }
-            if let t = f.timeoutMs, t > 0 {
-                timerPurpose = .request
-                worker.loop.arm(timer, afterMs: t)
-            }
-            us.flush()
-            giveBackWindow()
+            startForward(f)
         }
+    }
+
+    private func startForward(_ f: Forwarding) {
+        guard let st = state else { return }
+        let req = parsedRequest
+        guard let (us, _) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
+        upstream = us
+        responseOps = f.responseOps
+        record.cluster = f.cluster
+        record.upstream = f.endpoint
+        if let id = f.ctx.requestID { record.requestID = id }
+        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
+        us.attach(self, method: head.methodKind)
+        us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
+        for c in f.mirrorClusters {
+            if let m = worker.startMirror(cluster: c, state: st, request: req, context: f.ctx) { mirrors.append(m) }
+        }
+        if let e = early {
+            early = nil
+            us.sendBody(e.readable)
+            for m in mirrors where m.accepts(e.count) { HeadWriter.writeBody(e.readable, chunked: head.framing == .chunked, into: m.outBuf) }
+        }
+        if requestEnded {
+            if let t = earlyTrailers {
+                earlyTrailers = nil
+                us.sendEnd(trailers: .http1(t.readable))
+            } else {
+                us.sendEnd(trailers: nil)
+            }
+            endMirrors()
+        }
+        if let t = f.timeoutMs, t > 0 {
+            timerPurpose = .request
+            worker.loop.arm(timer, afterMs: t)
+        }
+        us.flush()
+        giveBackWindow()
     }
 
     // MARK: replies made here
