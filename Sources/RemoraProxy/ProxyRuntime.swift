@@ -74,7 +74,10 @@ public final class ProxyRuntime: AdminHost {
         signalFD = ProcessSetup.signals()
         ProcessSetup.raiseFileLimit()
         let settings = state.snapshot.settings
-        let count = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        // $REMORA_WORKERS overrides the Proxy resource (a manifest need not ship one).
+        let env = getenv("REMORA_WORKERS").flatMap { Int(String(cString: $0)) }.flatMap { $0 >= 0 ? $0 : nil }
+        let wanted = env ?? settings.workers
+        let count = wanted > 0 ? wanted : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
         workerCount = count
         let logTarget: AccessLogSink.Target = switch settings.accessLog {

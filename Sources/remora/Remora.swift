@@ -34,19 +34,27 @@ struct Remora: ParsableCommand {
 /// Options shared by the commands that read configuration.
 struct ConfigOptions: ParsableArguments {
     @Option(name: [.customShort("c"), .customLong("config")], parsing: .upToNextOption,
-            help: "YAML/JSON files or directories of them (all *.yaml, *.yml, *.json).")
-    var paths: [String] = []
+            help: "YAML/JSON files or directories of them (all *.yaml, *.yml, *.json). Default: $REMORA_CONFIG (comma- or colon-separated).")
+    var configPaths: [String] = []
 
-    @Option(help: "Log level: debug, info, warning, error.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: debug, info, warning, error. Default: $REMORA_LOG_LEVEL, else info.")
+    var logLevel: String?
+
+    /// `-c` paths, else those of $REMORA_CONFIG (so a container manifest needs no arguments).
+    var paths: [String] {
+        if !configPaths.isEmpty { return configPaths }
+        guard let env = getenv("REMORA_CONFIG").map({ String(cString: $0) }), !env.isEmpty else { return [] }
+        return env.split(whereSeparator: { $0 == "," || $0 == ":" }).map(String.init)
+    }
 
     func applyLogLevel() throws {
-        switch logLevel {
+        let level = logLevel ?? getenv("REMORA_LOG_LEVEL").map { String(cString: $0) } ?? "info"
+        switch level {
         case "debug": Log.minimum = .debug
         case "info": Log.minimum = .info
         case "warning": Log.minimum = .warning
         case "error": Log.minimum = .error
-        default: throw ValidationError("unknown log level '\(logLevel)'")
+        default: throw ValidationError("unknown log level '\(level)'")
         }
     }
 }
