@@ -3,7 +3,7 @@
 # grpcio and h2 for the end-to-end tests' gRPC and raw HTTP/2 peers).
 # Idempotent: a machine that has everything installs nothing.
 set -euo pipefail
-packages=(libnghttp2-dev libssl-dev libre2-dev pkg-config curl wrk haproxy nghttp2-client)
+packages=(libnghttp2-dev libssl-dev libre2-dev pkg-config curl wrk haproxy nghttp2-client iptables iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -204,6 +204,7 @@ public final class ProxyRuntime: AdminHost {
     public func renderMetrics(_ reply: @escaping (String) -> Void) {
         var merged = StatsSnapshot()
         var handshakeFailures = 0
+        var tcp = TCPCounters()
         var pending = workers.count
         let names = registry.names
         let finish: () -> Void = { [unowned self] in
@@ -211,7 +212,15 @@ public final class ProxyRuntime: AdminHost {
                                      reloadsFailed: self.store.reloadsFailed)
             let extra = [(name: "remora_tls_handshake_failures_total",
                           help: "TLS handshakes that failed, downstream and upstream (bad certificate, protocol, SNI).",
-                          type: "counter", value: Double(handshakeFailures))]
+                          type: "counter", value: Double(handshakeFailures)),
+                         (name: "istio_tcp_connections_opened_total", help: "Plain TCP connections proxied (opened).",
+                          type: "counter", value: Double(tcp.opened)),
+                         (name: "istio_tcp_connections_closed_total", help: "Plain TCP connections proxied (closed).",
+                          type: "counter", value: Double(tcp.closed)),
+                         (name: "istio_tcp_received_bytes_total", help: "Bytes received from clients of plain TCP connections.",
+                          type: "counter", value: Double(tcp.received)),
+                         (name: "istio_tcp_sent_bytes_total", help: "Bytes sent to clients of plain TCP connections.",
+                          type: "counter", value: Double(tcp.sent))]
             reply(PrometheusText.render(merged, names: names, config: config, extra: extra))
         }
         guard pending > 0 else { return finish() }
@@ -219,9 +228,11 @@ public final class ProxyRuntime: AdminHost {
             w.loop.post { [controlLoop] in
                 let snap = w.stats.snapshot()
                 let failures = w.tlsHandshakeFailures
+                let t = w.tcp
                 controlLoop.post {
                     merged.merge(snap)
                     handshakeFailures += failures
+                    tcp.add(t)
                     pending -= 1
                     if pending == 0 { finish() }
                 }

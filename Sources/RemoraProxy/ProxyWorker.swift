@@ -54,6 +54,8 @@ final class ProxyWorker {
         accessLog?.tick()
         if let t = logTimer { loop.arm(t, afterMs: ProxyWorker.logTickMs) }
     }
+    /// Plain TCP proxying (Istio's istio_tcp_* metrics, summed over workers when scraped).
+    var tcp = TCPCounters()
     /// TLS handshakes that failed (bad certificate, unknown protocol, …), downstream and upstream.
     var tlsHandshakeFailures = 0
     var onDrained: (() -> Void)?

@@ -26,11 +26,13 @@ final class TCPProxyConnection: DownstreamHandle {
         server.outBuf.append(initial)
         guard client.register(worker.loop), server.register(worker.loop) else { closeBoth(); return }
         worker.accepted(self)
+        worker.tcp.opened += 1
         client.readable = true
         client.pump()
     }
 
     var limit: Int { worker.limits.bufferLimitBytes }
+    fileprivate var serverSide: TCPSide { server }
 
     func drain() {}   // a byte stream has no request boundary to stop at: it runs to its end
 
@@ -43,6 +45,7 @@ final class TCPProxyConnection: DownstreamHandle {
         closed = true
         client.close(loop: worker.loop)
         server.close(loop: worker.loop)
+        worker.tcp.closed += 1
         worker.closed(self)
     }
 }
@@ -104,6 +107,7 @@ private final class TCPSide: EventHandler {
             switch Socket.read(fd, into: peer.outBuf.reserve(want), count: want) {
             case .bytes(let n):
                 peer.outBuf.commit(n)
+                if peer === owner.serverSide { owner.worker.tcp.received += n } else { owner.worker.tcp.sent += n }
                 peer.flush()
             case .wouldBlock:
                 readable = false
@@ -143,6 +147,19 @@ private final class TCPSide: EventHandler {
         loop.unregister(fd: fd, registration: registration)
         Socket.close(fd)
         outBuf.clear()
+    }
+}
+
+/// Istio's TCP metrics of one worker (istio_tcp_connections_opened_total, …).
+struct TCPCounters {
+    var opened = 0
+    var closed = 0
+    /// Bytes from the client (istio_tcp_received_bytes_total) and to it (istio_tcp_sent_bytes_total).
+    var received = 0
+    var sent = 0
+
+    mutating func add(_ o: TCPCounters) {
+        opened += o.opened; closed += o.closed; received += o.received; sent += o.sent
     }
 }
 
