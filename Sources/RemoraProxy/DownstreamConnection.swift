@@ -4,6 +4,7 @@ import RemoraIO
 import RemoraPolicy
 import RemoraTLS
 import RemoraTelemetry
+import RemoraResilience
 
 /// A client connection speaking HTTP/1.1 on a listener. It parses one request at a
 /// time (pipelined requests wait in the read buffer, so responses stay in order),
@@ -65,6 +66,13 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     /// `passthrough`); nothing within `sniffTimeoutMs` means a server-first protocol.
     var sniffing = false
     static let sniffTimeoutMs = 100
+    /// The attempts of the forwarded request (retries), and its head kept for a replay
+    /// (the read buffer moves on once the head is forwarded).
+    var attempts: Attempts?
+    let headCopy: ByteBuffer
+    enum TryPurpose { case perTry, backoff }
+    var tryPurpose = TryPurpose.perTry
+    lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
     /// headers.response of the chosen destination, and CORS headers for the response.
     var responseOps: HeaderOps?
     var corsHeaders: [(String, String)] = []
@@ -95,6 +103,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
         replay = ByteBuffer(pool: worker.buffers)
+        headCopy = ByteBuffer(pool: worker.buffers)
         if let ctx = listener.tls {
             guard let t = ctx.connection(fd: fd) else { Socket.close(fd); closed = true; return }
             io.tls = t
@@ -297,6 +306,8 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     func close(reset: Bool = false) {
         guard !closed else { return }
         closed = true
+        worker.loop.cancel(tryTimer)
+        if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
         if record.active {
             // The exchange ended with the connection: the client went away (DC) or was cut off.
             if responsePhase != .done { record.flags.insert(.downstreamConnectionTermination) }

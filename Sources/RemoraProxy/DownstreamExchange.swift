@@ -3,6 +3,7 @@ import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
 import RemoraTelemetry
+import RemoraResilience
 
 /// One request/response exchange on an HTTP/1.1 client connection: route, forward the
 /// head and body upstream, stream the response back, or answer locally (SPEC §6).
@@ -87,6 +88,7 @@ extension DownstreamConnection {
             }
             return answerLocally(.noRoute)
         }
+        record.routeName = match.entry.name
         if let step = ExchangePlan.fault(match, random: &worker.random) {
             if case .delay = step { record.flags.insert(.delayInjected) } else { record.flags.insert(.faultInjected) }
             take(step, match: match, state: st)
@@ -139,19 +141,27 @@ extension DownstreamConnection {
         if let id = f.ctx.requestID { record.requestID = id }
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
         upstreamTLS = f.tls
-        guard let (us, reused) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
+        attempts = Attempts(f, pool: worker.buffers)
+        if f.retryPolicy.isEnabled {
+            headCopy.clear()
+            headCopy.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<head.headBytes]))
+        }
+        guard let (us, reused) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
         let replayable = reused && head.framing == .none && !head.upgrade
         upstream = us
         us.attach(self, method: head.methodKind)
         responseOps = f.responseOps
         replay.clear()
+        var idRandom = FastRandom(seed: f.requestIDSeed)   // the same x-request-id on every attempt
         if replayable, let c = us as? UpstreamConnection {
             let before = c.outBuf.count
-            c.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
+            c.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
             replay.append(UnsafeRawBufferPointer(rebasing: c.outBuf.readable[before...]))
         } else {
-            us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
+            us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
         }
+        worker.attemptStarted(&attempts!)
+        armPerTry()
         for c in f.mirrorClusters {
             if let m = worker.startMirror(cluster: c, state: st, request: req, context: f.ctx) { mirrors.append(m) }
         }
@@ -223,12 +233,15 @@ extension DownstreamConnection {
         let mirrors = self.mirrors
         let consumed: Int
         do {
+            let keepLimit = limits.bufferLimitBytes
             consumed = try requestBody.decode(inBuf.readable, maxData: room, onData: { data in
                 self.record.bytesIn += data.count
+                self.attempts?.keepBody(data, limit: keepLimit)
                 us.sendBody(data)
                 for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: chunked, into: m.outBuf) }
             }, onTrailers: { trailers in
                 self.requestEndSent = true
+                self.attempts?.keepTrailers(.http1(trailers), pool: self.worker.buffers)
                 us.sendEnd(trailers: .http1(trailers))
                 for m in mirrors where m.accepts(0) { HeadWriter.writeLastChunk(trailers, into: m.outBuf) }
             })
@@ -287,6 +300,17 @@ extension DownstreamConnection {
         }
         record.status = rh.status
         if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
+        if attempts != nil {
+            // The retry decision is taken on the head, before a byte reaches the client.
+            worker.loop.cancel(tryTimer)
+            let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
+            if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
+                record.grpcStatus = -1
+                if let us = upstream { upstream = nil; us.abandon() }
+                return retryAfter(ms)
+            }
+            attempts!.retry.markResponseStarted()
+        }
         let clientHTTP10 = head.minorVersion == 0
         switch rh.framing {
         case .none, .contentLength: responseFraming = .asIs
@@ -357,6 +381,14 @@ extension DownstreamConnection {
             if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
                 worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
             }
+            if attempts != nil {
+                worker.loop.cancel(tryTimer)
+                switch worker.attemptFinished(&attempts!, f.outcome) {
+                case .retry(let ms): return retryAfter(ms)
+                case .stop(.limitExceeded): record.flags.insert(.upstreamRetryLimitExceeded)
+                default: break
+                }
+            }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
             case .tlsFailed: .upstreamTLSFailure
@@ -374,14 +406,63 @@ extension DownstreamConnection {
     func upstreamTunnelClosed() { closeAfterFlush() }
 
     func upstreamTimedOut() {
+        worker.loop.cancel(tryTimer)
         guard responsePhase == .waiting else { abort(); return }
         if let us = upstream { upstream = nil; us.abandon() }
         answerLocally(.upstreamTimeout)
     }
 
+    // MARK: retries
+
+    private func armPerTry() {
+        guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
+        tryPurpose = .perTry
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    private func retryAfter(_ ms: Int) {
+        tryPurpose = .backoff
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    func tryTimerFired() {
+        guard !closed, responsePhase == .waiting, attempts != nil else { return }
+        switch tryPurpose {
+        case .perTry:
+            if let us = upstream { upstream = nil; us.abandon() }
+            switch worker.attemptFinished(&attempts!, .perTryTimeout) {
+            case .retry(let ms): retryAfter(ms)
+            case .stop: answerLocally(.upstreamTimeout)
+            }
+        case .backoff:
+            retryNow()
+        }
+    }
+
+    /// The next attempt: another host (when the policy says so), the kept head and body.
+    private func retryNow() {
+        guard let st = exchangeState, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
+        let f = attempts!.forwarding
+        record.upstream = f.endpoint
+        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
+        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        upstream = us
+        us.attach(self, method: head.methodKind)
+        var idRandom = FastRandom(seed: f.requestIDSeed)
+        us.sendHead(head, buf: headCopy.readable, ctx: f.ctx, random: &idRandom)
+        if !attempts!.body.isEmpty { us.sendBody(attempts!.body.readable) }
+        if requestEndSent { us.sendEnd(trailers: attempts!.trailers.map { .http1($0.readable) }) }
+        worker.attemptStarted(&attempts!)
+        armPerTry()
+        us.flush()
+    }
+
     /// Both directions are complete: release the upstream, then wait for the next request.
     func finishExchange(reusable: Bool) {
         worker.loop.cancel(timer)
+        worker.loop.cancel(tryTimer)
+        if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
+        headCopy.clear()
         worker.report(&record, listener: listener.spec, protocolName: "HTTP/1.1", peerIP: peerIP)
         if let us = upstream {
             upstream = nil

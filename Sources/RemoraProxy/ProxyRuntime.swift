@@ -34,6 +34,15 @@ public final class ProxyRuntime: AdminHost {
     private var started = false
     private var watched: FileWatch?
     private lazy var watchTimer = LoopTimer { [unowned self] in self.checkSources() }
+    /// Outlier detection's interval work (unejecting hosts whose time is up), every second.
+    static let outlierTickMs = 1_000
+    private lazy var outlierTimer = LoopTimer { [unowned self] in self.tickOutliers() }
+
+    private func tickOutliers() {
+        let now = MonotonicClock.nowMilliseconds()
+        for r in registry.allResilience() { r.outlier?.tick(now: now) }
+        controlLoop.arm(outlierTimer, afterMs: ProxyRuntime.outlierTickMs)
+    }
     private var signalFD: Int32 = -1
     private var drainedWorkers = 0
     private var draining = false
@@ -129,6 +138,7 @@ public final class ProxyRuntime: AdminHost {
             watched = FileWatch(paths: watchPaths)
             controlLoop.arm(watchTimer, afterMs: ProxyRuntime.watchIntervalMs)
         }
+        controlLoop.arm(outlierTimer, afterMs: ProxyRuntime.outlierTickMs)
         for t in threads { t.start { _ in } }
         started = true
         _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
@@ -194,8 +204,6 @@ public final class ProxyRuntime: AdminHost {
                 }
             }
         }
-        return
-        controlLoop.stop()
     }
 
     // MARK: AdminHost

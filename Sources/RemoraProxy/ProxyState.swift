@@ -4,6 +4,7 @@ import RemoraIO
 import RemoraPolicy
 import RemoraTLS
 import RemoraTelemetry
+import RemoraResilience
 
 /// One upstream endpoint as the workers use it: its address and a process-wide stable id
 /// that indexes each worker's connection pools (so pools outlive configuration changes
@@ -22,6 +23,9 @@ public struct ClusterTarget: Sendable {
     let tls: UpstreamTLS?
     /// Metric label ids (NameTable) of the cluster and its destination service.
     let stats: StatsIDs
+    /// Circuit breaker, outlier detection and load-balancing state, shared by every worker
+    /// (host i is endpoints[i]); kept across reloads by cluster name. nil for passthrough.
+    let resilience: ClusterResilience?
 }
 
 struct StatsIDs: Sendable {
@@ -87,9 +91,11 @@ public final class ProxyState: Sendable {
                 addresses = SocketAddress.resolve(host: host, port: port)
                 if addresses.isEmpty { Log.warning("cluster \(spec.name): DNS gave no address for \(host)") }
             }
-            return ClusterTarget(spec: spec, endpoints: addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) },
+            let endpoints = addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) }
+            return ClusterTarget(spec: spec, endpoints: endpoints,
                                  tls: registry.upstreamTLS(spec, credentialsDir: snapshot.settings.credentialsDir),
-                                 stats: StatsIDs(spec, names: registry.names))
+                                 stats: StatsIDs(spec, names: registry.names),
+                                 resilience: registry.resilience(spec, endpoints: endpoints))
         }
         return ProxyState(snapshot: snapshot, clusters: clusters, version: version)
     }
@@ -110,6 +116,29 @@ public final class EndpointRegistry: @unchecked Sendable {
         let host: String
         let credentialsDir: String
     }
+
+    private var resilienceByCluster: [String: ClusterResilience] = [:]
+
+    /// A cluster's shared resilience state: the one it had (same settings and endpoints), or
+    /// carried over into new settings/endpoints, or new.
+    func resilience(_ spec: ClusterSpec, endpoints: [EndpointRef]) -> ClusterResilience {
+        let descriptors = endpoints.map { EndpointDescriptor(key: $0.address.description) }
+        let settings = ResilienceSettings(spec.trafficPolicy)
+        return lock.withLock {
+            let r: ClusterResilience
+            if let old = resilienceByCluster[spec.name] {
+                if old.settings == settings && old.hosts.hosts.map(\.key) == descriptors.map(\.key) { return old }
+                r = old.updated(settings: settings, endpoints: descriptors)
+            } else {
+                r = ClusterResilience(name: spec.name, settings: settings, endpoints: descriptors)
+            }
+            resilienceByCluster[spec.name] = r
+            return r
+        }
+    }
+
+    /// Every cluster's resilience state now known (outlier ticks, metrics).
+    func allResilience() -> [ClusterResilience] { lock.withLock { Array(resilienceByCluster.values) } }
 
     /// The TLS contexts for a cluster, built once per distinct settings (files are read
     /// then; a reload with the same settings keeps them).

@@ -3,6 +3,7 @@ import RemoraIO
 import RemoraPolicy
 import RemoraTLS
 import RemoraTelemetry
+import RemoraResilience
 
 /// A client connection of either protocol, as the worker tracks it for limits and draining.
 protocol DownstreamHandle: AnyObject {
@@ -20,7 +21,10 @@ final class ProxyWorker {
     /// Buffer blocks for this worker's connections (held only while they hold bytes).
     let buffers = BufferPool()
     private(set) var limits: ProxyLimits
-    private var roundRobin: [Int]
+    /// This worker's load balancer per cluster of the current state (index = cluster index).
+    private var balancers: [LoadBalancer?] = []
+    /// Compiled retry policies by route rule and cluster (compiled once, not per request).
+    private var retryPolicies: [ObjectIdentifier: RetryPolicy] = [:]
 
     var listeners: [ListenerRuntime] = []
     /// Idle keep-alive upstream connections by endpoint pool id.
@@ -65,27 +69,45 @@ final class ProxyWorker {
         self.loop = loop
         self.state = state
         limits = state.snapshot.settings.limits
-        roundRobin = Array(repeating: 0, count: state.clusters.count)
         random = FastRandom(seed: MonotonicClock.nowNanoseconds() &* UInt64(index + 1) | 1)
+        balancers = state.clusters.map { $0.resilience?.makeLoadBalancer(seed: random.next()) }
     }
 
     /// Installs a new configuration for requests that start from now on.
     func install(_ newState: ProxyState) {
         state = newState
         limits = newState.snapshot.settings.limits
-        roundRobin = Array(repeating: 0, count: newState.clusters.count)
+        balancers = newState.clusters.map { $0.resilience?.makeLoadBalancer(seed: random.next()) }
+        retryPolicies.removeAll(keepingCapacity: true)
+    }
+
+    /// The retry policy of `entry` towards `cluster` (Istio's default when it has none).
+    func retryPolicy(_ entry: RouteEntry, cluster: ClusterTarget) -> RetryPolicy {
+        let key = ObjectIdentifier(entry)
+        if let p = retryPolicies[key] { return p }
+        let p = cluster.resilience?.retryPolicy(entry.rule.retries) ?? .disabled
+        retryPolicies[key] = p
+        return p
     }
 
     // MARK: endpoints and pools
 
-    /// Round robin over the cluster's endpoints.
-    func pickEndpoint(cluster: Int, in st: ProxyState) -> EndpointRef? {
-        let eps = st.clusters[cluster].endpoints
-        guard !eps.isEmpty else { return nil }
-        if st !== state { return eps[Int(random.next32()) % eps.count] }
-        let i = roundRobin[cluster] % eps.count
-        roundRobin[cluster] = i &+ 1
-        return eps[i]
+    /// The cluster's load-balancing policy picks an endpoint (skipping ejected ones; a
+    /// retry avoids the hosts it tried). nil: no endpoint available (503 UH).
+    func pickEndpoint(cluster: Int, in st: ProxyState, hash: UInt64? = nil, retry: RetryState? = nil) -> (EndpointRef, Int)? {
+        let target = st.clusters[cluster]
+        guard !target.endpoints.isEmpty else { return nil }
+        guard let res = target.resilience else { return (target.endpoints[0], 0) }
+        let r = random.next()
+        let i: Int?
+        if st === state, cluster < balancers.count, balancers[cluster] != nil {
+            i = retry.map { balancers[cluster]!.pick(hash: hash, random: r, for: $0) } ?? balancers[cluster]!.pick(hash: hash, random: r)
+        } else {
+            var lb = res.makeLoadBalancer(seed: r)   // a request still on an older state
+            i = retry.map { lb.pick(hash: hash, random: r, for: $0) } ?? lb.pick(hash: hash, random: r)
+        }
+        guard let i, i < target.endpoints.count else { return nil }
+        return (target.endpoints[i], i)
     }
 
     /// An idle connection to `endpoint`, or a new one (connect in progress). nil when the

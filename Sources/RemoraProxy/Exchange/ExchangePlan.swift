@@ -3,6 +3,7 @@ import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
 import RemoraTLS
+import RemoraResilience
 
 /// What happens to a routed request, decided in Istio's HTTP filter order — fault, then
 /// CORS, then the router (redirect, directResponse, forwarding) — for both downstream
@@ -71,7 +72,15 @@ struct Forwarding {
     let destination: Int
     let clusterIndex: Int
     let cluster: ClusterTarget
-    let endpoint: EndpointRef
+    /// The endpoint of the attempt in progress, and its index in the cluster (host index).
+    var endpoint: EndpointRef
+    var hostIndex: Int
+    /// The route's retry policy towards this cluster (Istio's default when none is set).
+    let retryPolicy: RetryPolicy
+    /// The consistent-hash key of the request, when the cluster hashes.
+    let hash: UInt64?
+    /// Seeds the x-request-id of every attempt, so retries carry the same id.
+    let requestIDSeed: UInt64
     var ctx: HeadWriter.RequestContext
     let responseOps: HeaderOps
     let mirrorClusters: [Int]
@@ -96,7 +105,15 @@ extension ProxyWorker {
         let destination = entry.pickDestination(random: random.next32())
         let clusterIndex = entry.destinations[destination].cluster
         let cluster = st.clusters[clusterIndex]
-        guard let ep = pickEndpoint(cluster: clusterIndex, in: st) else { return .local(.noHealthyUpstream) }
+        var hash: UInt64?
+        var setCookie: String?
+        if let lb = cluster.resilience?.settings.loadBalancer, lb.isConsistentHash {
+            let h = lb.requestHash(header: { req.header($0) }, cookieHeader: { req.header("cookie") }, sourceIP: { peerIP },
+                                   path: { req.path }, connectionIdentity: { peerIP })
+            hash = h?.hash
+            setCookie = h?.setCookie?.headerValue
+        }
+        guard let (ep, hostIndex) = pickEndpoint(cluster: clusterIndex, in: st, hash: hash) else { return .local(.noHealthyUpstream) }
         let actions = entry.actions
         let head = req.head
         var ctx = HeadWriter.RequestContext(
@@ -124,8 +141,12 @@ extension ProxyWorker {
             guard let c = http2 ? u.http2 : u.http1 else { return .local(.upstreamTLSFailure) }
             tls = c
         }
+        var responseOps = actions.responseHeaders(destination: destination)
+        if let c = setCookie { responseOps.add.append((name: "set-cookie", value: c)) }
         return .forward(Forwarding(destination: destination, clusterIndex: clusterIndex, cluster: cluster, endpoint: ep,
-                                   ctx: ctx, responseOps: actions.responseHeaders(destination: destination),
+                                   hostIndex: hostIndex, retryPolicy: head.upgrade ? .disabled : retryPolicy(entry, cluster: cluster),
+                                   hash: hash, requestIDSeed: random.next(),
+                                   ctx: ctx, responseOps: responseOps,
                                    mirrorClusters: mirrorClusters, timeoutMs: timeoutMs, http2: http2, tls: tls))
     }
 
@@ -138,13 +159,15 @@ extension ProxyWorker {
         let spec = ClusterSpec(name: name, host: name, port: target.port, subset: nil,
                                resolution: .staticEndpoints([Endpoint(address: target.ip, port: target.port)]))
         let ep = EndpointRef(address: target, poolID: registry.id(for: target))
-        let cluster = ClusterTarget(spec: spec, endpoints: [ep], tls: nil, stats: StatsIDs(spec, names: registry.names))
+        let cluster = ClusterTarget(spec: spec, endpoints: [ep], tls: nil, stats: StatsIDs(spec, names: registry.names),
+                                    resilience: nil)
         let head = req.head
         var ctx = HeadWriter.RequestContext(
             peerIP: peerIP, forwardedProto: "http", edge: false, path: req.pathRange,
             hostFallback: head.hostIndex == nil ? (req.authorityRange.map(req.string) ?? target.description) : nil)
         if accessLog != nil, req.header("x-request-id") == nil { ctx.requestID = RequestID.string(random: &random) }
-        return Forwarding(destination: 0, clusterIndex: -1, cluster: cluster, endpoint: ep, ctx: ctx, responseOps: HeaderOps(),
+        return Forwarding(destination: 0, clusterIndex: -1, cluster: cluster, endpoint: ep, hostIndex: 0, retryPolicy: .disabled,
+                          hash: nil, requestIDSeed: random.next(), ctx: ctx, responseOps: HeaderOps(),
                           mirrorClusters: [], timeoutMs: nil, http2: false, tls: nil)
     }
 
@@ -153,7 +176,7 @@ extension ProxyWorker {
     func startMirror(cluster: Int, state st: ProxyState, request req: ParsedRequest,
                      context: HeadWriter.RequestContext) -> MirrorConnection? {
         // Shadows go in plain text only: a TLS cluster is not mirrored.
-        guard st.clusters[cluster].tls == nil, let ep = pickEndpoint(cluster: cluster, in: st),
+        guard st.clusters[cluster].tls == nil, let (ep, _) = pickEndpoint(cluster: cluster, in: st),
               let m = MirrorConnection.start(worker: self, endpoint: ep) else { return nil }
         var ctx = context
         ctx.authorityRewrite = MirrorConnection.shadowHost(context.authorityRewrite ?? req.authority)

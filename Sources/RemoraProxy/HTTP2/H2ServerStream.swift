@@ -4,6 +4,7 @@ import RemoraHTTP1
 import RemoraIO
 import RemoraPolicy
 import RemoraTelemetry
+import RemoraResilience
 
 /// One request/response exchange on an HTTP/2 client connection: routed and forwarded
 /// like an HTTP/1.1 request (ExchangePlan), its body streamed both ways. Received DATA is
@@ -38,6 +39,11 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     private var pendingStep: ExchangeStep?
     private var pendingMatch: RouteMatchResult?
     private var record = ExchangeRecord()
+    /// The attempts of the forwarded request (retries); the head stays in `headBuf`.
+    private var attempts: Attempts?
+    private enum TryPurpose { case perTry, backoff }
+    private var tryPurpose = TryPurpose.perTry
+    private lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
 
     private enum TimerPurpose { case request, faultDelay }
     private var timerPurpose = TimerPurpose.request
@@ -68,6 +74,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         unconsumed += data.count
         record.bytesIn += data.count
         if let us = upstream {
+            attempts?.keepBody(data, limit: worker.limits.bufferLimitBytes)
             us.sendBody(data)
             for m in mirrors where m.accepts(data.count) { HeadWriter.writeBody(data, chunked: head.framing == .chunked, into: m.outBuf) }
             us.flush()
@@ -83,6 +90,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     func receivedTrailers(_ view: H2HeaderView) {
         requestEnded = true
         if let us = upstream {
+            attempts?.keepTrailers(.h2(view), pool: worker.buffers)
             us.sendEnd(trailers: .h2(view))
             us.flush()
             endMirrors()
@@ -111,7 +119,13 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     /// Gives received bytes back to the windows while the upstream has room.
     private func giveBackWindow() {
         guard unconsumed > 0 else { return }
-        if let us = upstream, us.sendRoom <= 0 { return }
+        // Without an upstream (not dispatched yet, a fault delay, a retry's backoff) the
+        // window stays shut: what arrives meanwhile is held, bounded by it.
+        guard let us = upstream else {
+            if answered { session.consume(stream: id, count: unconsumed); unconsumed = 0; conn.needsSend() }
+            return
+        }
+        if us.sendRoom <= 0 { return }
         session.consume(stream: id, count: unconsumed)
         unconsumed = 0
         conn.needsSend()
@@ -150,6 +164,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
             }
             return answerLocally(.noRoute)
         }
+        record.routeName = match.entry.name
         if let step = ExchangePlan.fault(match, random: &worker.random) {
             if case .delay = step { record.flags.insert(.delayInjected) } else { record.flags.insert(.faultInjected) }
             return take(step, match: match)
@@ -201,7 +216,8 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     private func startForward(_ f: Forwarding) {
         guard let st = state else { return }
         let req = parsedRequest
-        guard let (us, _) = worker.openUpstream(f) else { return answerLocally(.connectFailure) }
+        attempts = Attempts(f, pool: worker.buffers)
+        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
         upstream = us
         responseOps = f.responseOps
         record.cluster = f.cluster
@@ -209,18 +225,23 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         if let id = f.ctx.requestID { record.requestID = id }
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
         us.attach(self, method: head.methodKind)
-        us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &worker.random)
+        var idRandom = FastRandom(seed: f.requestIDSeed)   // the same x-request-id on every attempt
+        us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
+        worker.attemptStarted(&attempts!)
+        armPerTry()
         for c in f.mirrorClusters {
             if let m = worker.startMirror(cluster: c, state: st, request: req, context: f.ctx) { mirrors.append(m) }
         }
         if let e = early {
             early = nil
+            attempts?.keepBody(e.readable, limit: worker.limits.bufferLimitBytes)
             us.sendBody(e.readable)
             for m in mirrors where m.accepts(e.count) { HeadWriter.writeBody(e.readable, chunked: head.framing == .chunked, into: m.outBuf) }
         }
         if requestEnded {
             if let t = earlyTrailers {
                 earlyTrailers = nil
+                attempts?.keepTrailers(.http1(t.readable), pool: worker.buffers)
                 us.sendEnd(trailers: .http1(t.readable))
             } else {
                 us.sendEnd(trailers: nil)
@@ -287,9 +308,20 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     func upstreamResponseHead(_ rh: ResponseHead, buf: UnsafeRawBufferPointer) {
         guard !closed else { return }
         if rh.status == 101 { return upstreamFailed(.protocolError, reused: false) }   // no upgrades over HTTP/2
-        responseStarted = true
         record.status = rh.status
         if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
+        if attempts != nil {
+            // The retry decision is taken on the head, before a byte reaches the client.
+            worker.loop.cancel(tryTimer)
+            let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
+            if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
+                record.grpcStatus = -1
+                if let us = upstream { upstream = nil; us.abandon() }
+                return retryAfter(ms)
+            }
+            attempts!.retry.markResponseStarted()
+        }
+        responseStarted = true
         var rh = rh
         if rh.framing == .contentLength(0) { rh.framing = .none }   // ends with the headers, as it came
         H2HeadWriter.response(rh, buf: buf, ops: responseOps, extra: corsHeaders, into: &conn.fields)
@@ -342,6 +374,14 @@ final class H2ServerStream: ResponseSink, DeferredTask {
             if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
                 worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
             }
+            if attempts != nil {
+                worker.loop.cancel(tryTimer)
+                switch worker.attemptFinished(&attempts!, f.outcome) {
+                case .retry(let ms): return retryAfter(ms)
+                case .stop(.limitExceeded): record.flags.insert(.upstreamRetryLimitExceeded)
+                default: break
+                }
+            }
             let reply: LocalReply = switch f {
             case .connectFailed: .connectFailure
             case .tlsFailed: .upstreamTLSFailure
@@ -393,15 +433,69 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         case .faultDelay:
             faultDelayElapsed()
         case .request:
+            worker.loop.cancel(tryTimer)
             if let us = upstream { upstream = nil; us.abandon() }
             if responseStarted { reset(.cancel) } else { answerLocally(.upstreamTimeout) }
         }
+    }
+
+    // MARK: retries
+
+    private func armPerTry() {
+        guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
+        tryPurpose = .perTry
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    private func retryAfter(_ ms: Int) {
+        tryPurpose = .backoff
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    private func tryTimerFired() {
+        guard !closed, !responseStarted, !answered, attempts != nil else { return }
+        switch tryPurpose {
+        case .perTry:
+            if let us = upstream { upstream = nil; us.abandon() }
+            switch worker.attemptFinished(&attempts!, .perTryTimeout) {
+            case .retry(let ms): retryAfter(ms)
+            case .stop: answerLocally(.upstreamTimeout)
+            }
+        case .backoff:
+            retryNow()
+        }
+    }
+
+    /// The next attempt: another host (when the policy says so), the kept head and body.
+    private func retryNow() {
+        guard let st = state, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
+        let f = attempts!.forwarding
+        record.upstream = f.endpoint
+        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
+        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        upstream = us
+        us.attach(self, method: head.methodKind)
+        var idRandom = FastRandom(seed: f.requestIDSeed)
+        us.sendHead(head, buf: headBuf.readable, ctx: f.ctx, random: &idRandom)
+        if !attempts!.body.isEmpty { us.sendBody(attempts!.body.readable) }
+        if let e = early {   // arrived during the backoff
+            early = nil
+            attempts!.keepBody(e.readable, limit: worker.limits.bufferLimitBytes)
+            us.sendBody(e.readable)
+        }
+        if requestEnded { us.sendEnd(trailers: attempts!.trailers.map { .http1($0.readable) }) }
+        worker.attemptStarted(&attempts!)
+        armPerTry()
+        us.flush()
+        giveBackWindow()
     }
 
     /// The stream is gone (completed, reset by the client, or the connection closed).
     func streamClosed(errorCode: UInt32) {
         guard !closed else { return }
         closed = true
+        worker.loop.cancel(tryTimer)
+        if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
         if record.active {
             if !responseEnded || errorCode != 0 { record.flags.insert(.downstreamConnectionTermination) }
             worker.report(&record, listener: conn.listener.spec, protocolName: "HTTP/2", peerIP: conn.peerIP)

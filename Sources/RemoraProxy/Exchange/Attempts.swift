@@ -1,0 +1,104 @@
+import RemoraCore
+import RemoraResilience
+
+/// The attempts of one forwarded request (Envoy's router retry loop), shared by both
+/// downstream protocols: what was decided, which hosts were tried, and the request kept
+/// for a replay — its body only up to `bufferLimitBytes` (a larger one is not retried).
+struct Attempts {
+    var forwarding: Forwarding
+    var retry: RetryState
+    /// The request body sent so far (decoded bytes), while it fits.
+    let body: ByteBuffer
+    var trailers: ByteBuffer?
+    /// An attempt holds a LEAST_REQUEST active count on its host.
+    var inFlight = false
+
+    init(_ f: Forwarding, pool: BufferPool) {
+        forwarding = f
+        retry = RetryState(policy: f.retryPolicy)
+        retry.recordHost(f.hostIndex)
+        body = ByteBuffer(pool: pool)
+    }
+
+    var canReplay: Bool { retry.policy.isEnabled && retry.bodyReplayable && !retry.responseStarted }
+
+    /// Keeps request body bytes for a replay while they fit.
+    mutating func keepBody(_ data: UnsafeRawBufferPointer, limit: Int) {
+        guard canReplay else { return }
+        if body.count + data.count > limit {
+            body.clear()
+            if let s = forwarding.cluster.resilience?.stats { retry.requestBodyExceededBuffer(stats: s) }
+            return
+        }
+        body.append(data)
+    }
+
+    mutating func keepTrailers(_ t: Trailers, pool: BufferPool) {
+        guard canReplay else { return }
+        let b = ByteBuffer(pool: pool)
+        t.writeLines(into: b)
+        trailers = b
+    }
+}
+
+extension ProxyWorker {
+    /// An attempt starts on `a.forwarding`'s host.
+    func attemptStarted(_ a: inout Attempts) {
+        guard !a.inFlight, let res = a.forwarding.cluster.resilience else { return }
+        a.inFlight = true
+        res.hosts.requestStarted(a.forwarding.hostIndex)
+    }
+
+    /// The attempt in progress ended (a response head, or a failure before one): outlier
+    /// detection hears of it, and the retry policy decides.
+    func attemptFinished(_ a: inout Attempts, _ outcome: AttemptOutcome) -> RetryDecision {
+        let f = a.forwarding
+        guard let res = f.cluster.resilience else { return .stop(.disabled) }
+        if a.inFlight {
+            a.inFlight = false
+            res.hosts.requestFinished(f.hostIndex)
+        }
+        res.report(endpoint: f.hostIndex, outcome: outcome, now: MonotonicClock.nowMilliseconds())
+        let decision = a.retry.onAttemptFinished(outcome, breaker: res.breaker, random: random.next())
+        let id = f.cluster.stats.cluster
+        if outcome == .perTryTimeout { stats.count(.upstream_rq_per_try_timeout, cluster: id) }
+        switch decision {
+        case .retry: stats.count(.upstream_rq_retry, cluster: id)
+        case .stop(.overflow): stats.count(.upstream_rq_retry_overflow, cluster: id)
+        default: break
+        }
+        return decision
+    }
+
+    /// The exchange is over: give back what its attempts held.
+    func attemptsDone(_ a: inout Attempts) {
+        guard let res = a.forwarding.cluster.resilience else { return }
+        if a.inFlight {
+            a.inFlight = false
+            res.hosts.requestFinished(a.forwarding.hostIndex)
+        }
+        a.retry.finish(breaker: res.breaker)
+    }
+
+    /// The next attempt's host (avoiding the ones tried when the policy says so).
+    func nextAttempt(_ a: inout Attempts, state st: ProxyState) -> Bool {
+        let f = a.forwarding
+        guard f.clusterIndex >= 0, f.clusterIndex < st.clusters.count,
+              let (ep, i) = pickEndpoint(cluster: f.clusterIndex, in: st, hash: f.hash, retry: a.retry) else { return false }
+        a.forwarding.endpoint = ep
+        a.forwarding.hostIndex = i
+        a.retry.recordHost(i)
+        return true
+    }
+}
+
+extension UpstreamFailure {
+    /// As the retry policy and outlier detection see it.
+    var outcome: AttemptOutcome {
+        switch self {
+        case .connectFailed, .tlsFailed: .connectFailure
+        case .reset, .protocolError: .reset
+        case .refused: .refusedStream
+        }
+    }
+}
