@@ -146,7 +146,15 @@ extension DownstreamConnection {
             headCopy.clear()
             headCopy.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<head.headBytes]))
         }
-        guard let (us, reused) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
+        let us: UpstreamRequest, reused: Bool
+        switch worker.openUpstream(f) {
+        case .ready(let u, let r): us = u; reused = r
+        case .overflow:
+            worker.stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
+            return answerLocally(.overflow)
+        case .failed: return upstreamFailed(.connectFailed, reused: false)
+        }
         let replayable = reused && head.framing == .none && !head.upgrade
         upstream = us
         us.attach(self, method: head.methodKind)
@@ -369,7 +377,8 @@ extension DownstreamConnection {
         guard !closed else { return }
         if responsePhase == .waiting {
             if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
-               let (us, _) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS) {
+               let (us, _) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
+                                                    breaker: attempts?.forwarding.cluster.resilience?.breaker) {
                 // A keep-alive connection closed under us before answering: try once more, fresh.
                 retried = true
                 upstream = us
@@ -445,7 +454,12 @@ extension DownstreamConnection {
         let f = attempts!.forwarding
         record.upstream = f.endpoint
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        let us: UpstreamRequest
+        switch worker.openUpstream(f) {
+        case .ready(let u, _): us = u
+        case .overflow: return answerLocally(.overflow)
+        case .failed: return upstreamFailed(.connectFailed, reused: false)
+        }
         upstream = us
         us.attach(self, method: head.methodKind)
         var idRandom = FastRandom(seed: f.requestIDSeed)

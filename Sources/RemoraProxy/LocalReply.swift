@@ -21,6 +21,8 @@ struct LocalReply {
     static let upstreamReset = LocalReply(502, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", flag: "UC")
     /// Envoy's answer when the upstream TLS handshake fails (bad certificate, SAN mismatch).
     static let upstreamTLSFailure = LocalReply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS error", flag: "UF")
+    /// A circuit breaker of the cluster is open (connections, requests): Envoy's overflow.
+    static let overflow = LocalReply(503, "upstream connect error or disconnect/reset before headers. reset reason: overflow", flag: "UO", overloaded: true)
     static let upstreamTimeout = LocalReply(504, "upstream request timeout", flag: "UT")
     static let badUpstreamResponse = LocalReply(502, "upstream sent an invalid response", flag: "UPE")
 

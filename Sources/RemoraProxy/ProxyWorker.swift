@@ -112,41 +112,67 @@ final class ProxyWorker {
 
     /// An idle connection to `endpoint`, or a new one (connect in progress). nil when the
     /// connect failed at once.
-    func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?) -> (UpstreamConnection, reused: Bool)? {
-        if endpoint.poolID < idle.count {
-            // The most recently used first; a connection with other TLS settings stays pooled.
-            while let i = idle[endpoint.poolID].lastIndex(where: { $0.tlsContext === tls }) {
-                let c = idle[endpoint.poolID].remove(at: i)
-                if c.takeFromPool() { return (c, true) }
-            }
-        }
-        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls) else {
+    func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
+                         breaker: CircuitBreaker? = nil) -> (UpstreamConnection, reused: Bool)? {
+        if let c = takeIdle(endpoint, tls: tls) { return (c, true) }
+        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
+                                                 breaker: breaker) else {
             return nil
         }
         return (c, false)
     }
 
+    /// A pooled keep-alive connection to `endpoint` with the same TLS settings, the most
+    /// recently used first.
+    private func takeIdle(_ endpoint: EndpointRef, tls: TLSClientContext?) -> UpstreamConnection? {
+        guard endpoint.poolID < idle.count else { return nil }
+        while let i = idle[endpoint.poolID].lastIndex(where: { $0.tlsContext === tls }) {
+            let c = idle[endpoint.poolID].remove(at: i)
+            if c.takeFromPool() { return c }
+        }
+        return nil
+    }
+
+    enum UpstreamOpen {
+        case ready(UpstreamRequest, reused: Bool)
+        /// The cluster's connection limit (`tcp.maxConnections`) is reached: 503 UO.
+        case overflow
+        case failed
+    }
+
     /// The upstream side for a planned exchange: a stream on a shared HTTP/2 connection, or
-    /// an HTTP/1.1 connection of its own. nil when the connect failed at once.
-    func openUpstream(_ f: Forwarding) -> (UpstreamRequest, reused: Bool)? {
+    /// an HTTP/1.1 connection of its own — a new connection only within the cluster's
+    /// connection limit (shared by every worker).
+    func openUpstream(_ f: Forwarding) -> UpstreamOpen {
         let timeout = f.cluster.spec.connectTimeoutMs
+        let breaker = f.cluster.resilience?.breaker
         if f.http2 {
             guard let s = h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection,
-                                   tls: f.tls) else { return nil }
-            return (s, false)
+                                   tls: f.tls, breaker: breaker) else { return breaker?.isOpen(.connections) == true ? .overflow : .failed }
+            return .ready(s, reused: false)
         }
-        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls) else { return nil }
-        return (c, reused)
+        if let c = takeIdle(f.endpoint, tls: f.tls) { return .ready(c, reused: true) }
+        if let b = breaker, !b.tryAcquire(.connections) { return .overflow }
+        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls, breaker: breaker) else {
+            breaker?.release(.connections)
+            return .failed
+        }
+        return .ready(c, reused: reused)
     }
 
     /// A stream on the first HTTP/2 connection to `endpoint` with room, or on a new one:
     /// streams spread over as few connections as the stream limits allow.
-    func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?, tls: TLSClientContext?) -> H2UpstreamStream? {
+    func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?, tls: TLSClientContext?,
+                  breaker: CircuitBreaker? = nil) -> H2UpstreamStream? {
         let id = endpoint.poolID
         if id >= h2.count { h2.append(contentsOf: repeatElement([], count: id + 1 - h2.count)) }
         for c in h2[id] where c.hasRoom && c.maxStreams == maxStreams && c.tlsContext === tls { return c.newStream() }
+        if let b = breaker, !b.tryAcquire(.connections) { return nil }
         guard let c = H2UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs,
-                                                   maxStreams: maxStreams, tls: tls) else { return nil }
+                                                   maxStreams: maxStreams, tls: tls, breaker: breaker) else {
+            breaker?.release(.connections)
+            return nil
+        }
         h2[id].append(c)
         return c.newStream()
     }

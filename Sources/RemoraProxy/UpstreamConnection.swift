@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraHTTP1
 import RemoraIO
 import RemoraTLS
+import RemoraResilience
 
 /// An HTTP/1.1 connection to one upstream endpoint. While attached to a downstream
 /// connection it carries that exchange; between exchanges it waits in its worker's
@@ -13,6 +14,8 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     /// Upstream TLS (DestinationRule `tls`), nil for plain text; pooled connections are
     /// reused only for the same context.
     let tlsContext: TLSClientContext?
+    /// The cluster circuit breaker whose connection count this connection holds.
+    private let breaker: CircuitBreaker?
     private var io: Transport
     private var registration = EventLoop.Registration.none
 
@@ -41,20 +44,22 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
     static let poolIdleTimeoutMs = 60_000
 
-    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, tls: TLSClientContext?) {
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, tls: TLSClientContext?, breaker: CircuitBreaker?) {
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
         tlsContext = tls
+        self.breaker = breaker
         io = Transport(fd: fd, tls: nil)
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
     }
 
     /// Starts connecting; nil if the connect failed at once.
-    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?) -> UpstreamConnection? {
+    static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
+                        breaker: CircuitBreaker? = nil) -> UpstreamConnection? {
         guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, tls: tls)
+        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, tls: tls, breaker: breaker)
         c.registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: c)
         guard c.registration != .none else { Socket.close(fd); return nil }
         worker.loop.arm(c.timer, afterMs: connectTimeoutMs)
@@ -341,5 +346,6 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
         worker.loop.unregister(fd: fd, registration: registration)
         io.closeNotify()
         Socket.close(fd)
+        breaker?.release(.connections)
     }
 }

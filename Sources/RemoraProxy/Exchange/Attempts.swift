@@ -12,6 +12,8 @@ struct Attempts {
     var trailers: ByteBuffer?
     /// An attempt holds a LEAST_REQUEST active count on its host.
     var inFlight = false
+    /// The exchange holds one of the cluster's `.requests` (http2MaxRequests).
+    var holdsRequest = false
 
     init(_ f: Forwarding, pool: BufferPool) {
         forwarding = f
@@ -78,6 +80,21 @@ extension ProxyWorker {
             res.hosts.requestFinished(a.forwarding.hostIndex)
         }
         a.retry.finish(breaker: res.breaker)
+        if a.holdsRequest {
+            a.holdsRequest = false
+            res.breaker.release(.requests)
+        }
+    }
+
+    /// Takes one of the cluster's request slots (`http2MaxRequests`): false when at the limit.
+    func admitRequest(_ a: inout Attempts) -> Bool {
+        guard let b = a.forwarding.cluster.resilience?.breaker else { return true }
+        guard b.tryAcquire(.requests) else {
+            stats.count(.upstream_rq_pending_overflow, cluster: a.forwarding.cluster.stats.cluster)
+            return false
+        }
+        a.holdsRequest = true
+        return true
     }
 
     /// The next attempt's host (avoiding the ones tried when the policy says so).

@@ -217,7 +217,15 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         guard let st = state else { return }
         let req = parsedRequest
         attempts = Attempts(f, pool: worker.buffers)
-        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
+        let us: UpstreamRequest
+        switch worker.openUpstream(f) {
+        case .ready(let u, _): us = u
+        case .overflow:
+            worker.stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
+            return answerLocally(.overflow)
+        case .failed: return upstreamFailed(.connectFailed, reused: false)
+        }
         upstream = us
         responseOps = f.responseOps
         record.cluster = f.cluster
@@ -472,7 +480,12 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         let f = attempts!.forwarding
         record.upstream = f.endpoint
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        guard let (us, _) = worker.openUpstream(f) else { return upstreamFailed(.connectFailed, reused: false) }
+        let us: UpstreamRequest
+        switch worker.openUpstream(f) {
+        case .ready(let u, _): us = u
+        case .overflow: return answerLocally(.overflow)
+        case .failed: return upstreamFailed(.connectFailed, reused: false)
+        }
         upstream = us
         us.attach(self, method: head.methodKind)
         var idRandom = FastRandom(seed: f.requestIDSeed)

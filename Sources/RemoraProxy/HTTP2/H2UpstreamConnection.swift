@@ -3,6 +3,7 @@ import RemoraH2
 import RemoraHTTP1
 import RemoraIO
 import RemoraTLS
+import RemoraResilience
 
 /// An h2c connection to one upstream endpoint, shared by as many exchanges as its
 /// streams allow (the peer's SETTINGS_MAX_CONCURRENT_STREAMS, or the DestinationRule's
@@ -14,6 +15,8 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     let endpoint: EndpointRef
     let maxStreams: Int?
     let tlsContext: TLSClientContext?
+    /// The cluster circuit breaker whose connection count this connection holds.
+    private let breaker: CircuitBreaker?
     private var io: Transport
     private var registration = EventLoop.Registration.none
     private(set) var session: H2Session!
@@ -34,7 +37,9 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
     static let idleTimeoutMs = 60_000
 
-    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?, tls: TLSClientContext?) {
+    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?, tls: TLSClientContext?,
+                 breaker: CircuitBreaker?) {
+        self.breaker = breaker
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
@@ -46,9 +51,9 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     }
 
     static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?,
-                        tls: TLSClientContext?) -> H2UpstreamConnection? {
+                        tls: TLSClientContext?, breaker: CircuitBreaker? = nil) -> H2UpstreamConnection? {
         guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams, tls: tls)
+        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams, tls: tls, breaker: breaker)
         var settings = H2Settings()
         let limits = worker.limits
         settings.initialStreamWindow = limits.http2StreamWindowBytes
@@ -235,6 +240,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         worker.loop.unregister(fd: fd, registration: registration)
         io.closeNotify()
         Socket.close(fd)
+        breaker?.release(.connections)
         worker.forget(self)
         let open = streams
         streams.removeAll()
