@@ -10,7 +10,7 @@ import RemoraResilience
 /// time (pipelined requests wait in the read buffer, so responses stay in order),
 /// streams the body to the upstream, and streams the response back. Both directions
 /// are bounded: a side whose peer buffer is full stops reading until it drains.
-final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, ResponseSink {
+final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, ResponseSink, RetryingExchange {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
     let fd: Int32
     /// The socket, or TLS over it (a listener whose Gateway servers terminate TLS).
@@ -70,7 +70,6 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     /// (the read buffer moves on once the head is forwarded).
     var attempts: Attempts?
     let headCopy: ByteBuffer
-    enum TryPurpose { case perTry, backoff }
     var tryPurpose = TryPurpose.perTry
     lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
     /// headers.response of the chosen destination, and CORS headers for the response.

@@ -423,53 +423,11 @@ extension DownstreamConnection {
 
     // MARK: retries
 
-    private func armPerTry() {
-        guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
-        tryPurpose = .perTry
-        worker.loop.arm(tryTimer, afterMs: ms)
-    }
-
-    private func retryAfter(_ ms: Int) {
-        tryPurpose = .backoff
-        worker.loop.arm(tryTimer, afterMs: ms)
-    }
-
-    func tryTimerFired() {
-        guard !closed, responsePhase == .waiting, attempts != nil else { return }
-        switch tryPurpose {
-        case .perTry:
-            if let us = upstream { upstream = nil; us.abandon() }
-            switch worker.attemptFinished(&attempts!, .perTryTimeout) {
-            case .retry(let ms): retryAfter(ms)
-            case .stop: answerLocally(.upstreamTimeout)
-            }
-        case .backoff:
-            retryNow()
-        }
-    }
-
-    /// The next attempt: another host (when the policy says so), the kept head and body.
-    private func retryNow() {
-        guard let st = exchangeState, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
-        let f = attempts!.forwarding
-        record.upstream = f.endpoint
-        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        let us: UpstreamRequest
-        switch worker.openUpstream(f) {
-        case .ready(let u, _): us = u
-        case .overflow: return answerLocally(.overflow)
-        case .failed: return upstreamFailed(.connectFailed, reused: false)
-        }
-        upstream = us
-        us.attach(self, method: head.methodKind)
-        var idRandom = FastRandom(seed: f.requestIDSeed)
-        us.sendHead(head, buf: headCopy.readable, ctx: f.ctx, random: &idRandom)
-        if !attempts!.body.isEmpty { us.sendBody(attempts!.body.readable) }
-        if requestEndSent { us.sendEnd(trailers: attempts!.trailers.map { .http1($0.readable) }) }
-        worker.attemptStarted(&attempts!)
-        armPerTry()
-        us.flush()
-    }
+    var canStillRetry: Bool { !closed && responsePhase == .waiting }
+    var retryState: ProxyState? { exchangeState }
+    var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { (head, headCopy.readable) }
+    var requestBodyEnded: Bool { requestEndSent }
+    func retrySent(_ us: UpstreamRequest) {}
 
     /// Both directions are complete: release the upstream, then wait for the next request.
     func finishExchange(reusable: Bool) {

@@ -1,4 +1,6 @@
 import RemoraCore
+import RemoraHTTP1
+import RemoraIO
 import RemoraResilience
 
 /// The attempts of one forwarded request (Envoy's router retry loop), shared by both
@@ -117,5 +119,80 @@ extension UpstreamFailure {
         case .reset, .protocolError: .reset
         case .refused: .refusedStream
         }
+    }
+}
+
+enum TryPurpose { case perTry, backoff }
+
+/// The client side of an exchange that retries (an HTTP/1.1 connection's request or an
+/// HTTP/2 stream): the per-try timeout, the backoff, and the next attempt, written once.
+protocol RetryingExchange: ResponseSink {
+    var worker: ProxyWorker { get }
+    var attempts: Attempts? { get set }
+    var upstream: UpstreamRequest? { get set }
+    var record: ExchangeRecord { get set }
+    var tryPurpose: TryPurpose { get set }
+    var tryTimer: LoopTimer { get }
+    /// No response has reached the client and the exchange is still on.
+    var canStillRetry: Bool { get }
+    var retryState: ProxyState? { get }
+    /// The request head and the buffer its ranges point into (kept for replays).
+    var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { get }
+    var requestBodyEnded: Bool { get }
+    func answerLocally(_ reply: LocalReply)
+    func upstreamFailed(_ f: UpstreamFailure, reused: Bool)
+    /// A retry has been sent: anything protocol-specific left to do.
+    func retrySent(_ us: UpstreamRequest)
+}
+
+extension RetryingExchange {
+    func armPerTry() {
+        guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
+        tryPurpose = .perTry
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    func retryAfter(_ ms: Int) {
+        tryPurpose = .backoff
+        worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    func tryTimerFired() {
+        guard canStillRetry, attempts != nil else { return }
+        switch tryPurpose {
+        case .perTry:
+            if let us = upstream { upstream = nil; us.abandon() }
+            switch worker.attemptFinished(&attempts!, .perTryTimeout) {
+            case .retry(let ms): retryAfter(ms)
+            case .stop: answerLocally(.upstreamTimeout)
+            }
+        case .backoff:
+            retryNow()
+        }
+    }
+
+    /// The next attempt: another host (when the policy says so), the kept head and body.
+    func retryNow() {
+        guard let st = retryState, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
+        let f = attempts!.forwarding
+        record.upstream = f.endpoint
+        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
+        let us: UpstreamRequest
+        switch worker.openUpstream(f) {
+        case .ready(let u, _): us = u
+        case .overflow: return answerLocally(.overflow)
+        case .failed: return upstreamFailed(.connectFailed, reused: false)
+        }
+        upstream = us
+        let (head, buf) = retryHead
+        us.attach(self, method: head.methodKind)
+        var idRandom = FastRandom(seed: f.requestIDSeed)   // the same x-request-id as before
+        us.sendHead(head, buf: buf, ctx: f.ctx, random: &idRandom)
+        if !attempts!.body.isEmpty { us.sendBody(attempts!.body.readable) }
+        retrySent(us)
+        if requestBodyEnded { us.sendEnd(trailers: attempts!.trailers.map { .http1($0.readable) }) }
+        worker.attemptStarted(&attempts!)
+        armPerTry()
+        us.flush()
     }
 }

@@ -10,10 +10,10 @@ import RemoraResilience
 /// like an HTTP/1.1 request (ExchangePlan), its body streamed both ways. Received DATA is
 /// given back to the flow-control windows only once the upstream has room for more, so a
 /// slow upstream (or a slow client, for the response) holds memory bounded by the windows.
-final class H2ServerStream: ResponseSink, DeferredTask {
+final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     unowned(unsafe) let conn: H2DownstreamConnection
     let id: Int32
-    private var worker: ProxyWorker { conn.worker }
+    var worker: ProxyWorker { conn.worker }
     private var session: H2Session { conn.session }
     private(set) var closed = false
 
@@ -27,7 +27,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     private var unconsumed = 0
 
     private var state: ProxyState?
-    private var upstream: UpstreamRequest?
+    var upstream: UpstreamRequest?
     private var mirrors: [MirrorConnection] = []
     private var responseOps: HeaderOps?
     private var corsHeaders: [(String, String)] = []
@@ -38,12 +38,11 @@ final class H2ServerStream: ResponseSink, DeferredTask {
     private var resumeScheduled = false
     private var pendingStep: ExchangeStep?
     private var pendingMatch: RouteMatchResult?
-    private var record = ExchangeRecord()
+    var record = ExchangeRecord()
     /// The attempts of the forwarded request (retries); the head stays in `headBuf`.
-    private var attempts: Attempts?
-    private enum TryPurpose { case perTry, backoff }
-    private var tryPurpose = TryPurpose.perTry
-    private lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
+    var attempts: Attempts?
+    var tryPurpose = TryPurpose.perTry
+    lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
 
     private enum TimerPurpose { case request, faultDelay }
     private var timerPurpose = TimerPurpose.request
@@ -276,7 +275,7 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         respond(body: body)
     }
 
-    private func answerLocally(_ reply: LocalReply) {
+    func answerLocally(_ reply: LocalReply) {
         answered = true
         record.flags.insert(reply.responseFlags)
         record.status = grpc ? 200 : reply.status
@@ -447,59 +446,20 @@ final class H2ServerStream: ResponseSink, DeferredTask {
         }
     }
 
-    // MARK: retries
+    // MARK: retries (RetryingExchange)
 
-    private func armPerTry() {
-        guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
-        tryPurpose = .perTry
-        worker.loop.arm(tryTimer, afterMs: ms)
-    }
+    var canStillRetry: Bool { !closed && !responseStarted && !answered }
+    var retryState: ProxyState? { state }
+    var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { (head, headBuf.readable) }
+    var requestBodyEnded: Bool { requestEnded }
 
-    private func retryAfter(_ ms: Int) {
-        tryPurpose = .backoff
-        worker.loop.arm(tryTimer, afterMs: ms)
-    }
-
-    private func tryTimerFired() {
-        guard !closed, !responseStarted, !answered, attempts != nil else { return }
-        switch tryPurpose {
-        case .perTry:
-            if let us = upstream { upstream = nil; us.abandon() }
-            switch worker.attemptFinished(&attempts!, .perTryTimeout) {
-            case .retry(let ms): retryAfter(ms)
-            case .stop: answerLocally(.upstreamTimeout)
-            }
-        case .backoff:
-            retryNow()
-        }
-    }
-
-    /// The next attempt: another host (when the policy says so), the kept head and body.
-    private func retryNow() {
-        guard let st = state, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
-        let f = attempts!.forwarding
-        record.upstream = f.endpoint
-        worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        let us: UpstreamRequest
-        switch worker.openUpstream(f) {
-        case .ready(let u, _): us = u
-        case .overflow: return answerLocally(.overflow)
-        case .failed: return upstreamFailed(.connectFailed, reused: false)
-        }
-        upstream = us
-        us.attach(self, method: head.methodKind)
-        var idRandom = FastRandom(seed: f.requestIDSeed)
-        us.sendHead(head, buf: headBuf.readable, ctx: f.ctx, random: &idRandom)
-        if !attempts!.body.isEmpty { us.sendBody(attempts!.body.readable) }
-        if let e = early {   // arrived during the backoff
+    /// After a retry's head and kept body: what arrived during the backoff, then the window.
+    func retrySent(_ us: UpstreamRequest) {
+        if let e = early {
             early = nil
             attempts!.keepBody(e.readable, limit: worker.limits.bufferLimitBytes)
             us.sendBody(e.readable)
         }
-        if requestEnded { us.sendEnd(trailers: attempts!.trailers.map { .http1($0.readable) }) }
-        worker.attemptStarted(&attempts!)
-        armPerTry()
-        us.flush()
         giveBackWindow()
     }
 
