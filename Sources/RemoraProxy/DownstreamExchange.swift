@@ -306,19 +306,7 @@ extension DownstreamConnection {
             scheduleResume()   // bytes the client sent after its request are tunnel data
             return
         }
-        record.status = rh.status
-        if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
-        if attempts != nil {
-            // The retry decision is taken on the head, before a byte reaches the client.
-            worker.loop.cancel(tryTimer)
-            let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
-            if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
-                record.grpcStatus = -1
-                if let us = upstream { upstream = nil; us.abandon() }
-                return retryAfter(ms)
-            }
-            attempts!.retry.markResponseStarted()
-        }
+        if retryOnResponseHead(rh, buf: buf) { return }
         let clientHTTP10 = head.minorVersion == 0
         switch rh.framing {
         case .none, .contentLength: responseFraming = .asIs
@@ -387,24 +375,8 @@ extension DownstreamConnection {
                 us.flush()
                 return
             }
-            if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
-                worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
-            }
-            if attempts != nil {
-                worker.loop.cancel(tryTimer)
-                switch worker.attemptFinished(&attempts!, f.outcome) {
-                case .retry(let ms): return retryAfter(ms)
-                case .stop(.limitExceeded): record.flags.insert(.upstreamRetryLimitExceeded)
-                default: break
-                }
-            }
-            let reply: LocalReply = switch f {
-            case .connectFailed: .connectFailure
-            case .tlsFailed: .upstreamTLSFailure
-            case .reset, .refused: .upstreamReset
-            case .protocolError: .badUpstreamResponse
-            }
-            answerLocally(reply)
+            if retryOnFailure(f) { return }
+            answerLocally(f.localReply)
         } else if responsePhase == .tunnel {
             closeAfterFlush()
         } else {

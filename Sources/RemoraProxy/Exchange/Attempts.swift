@@ -112,6 +112,16 @@ extension ProxyWorker {
 }
 
 extension UpstreamFailure {
+    /// The reply when no retry follows (SPEC §6).
+    var localReply: LocalReply {
+        switch self {
+        case .connectFailed: .connectFailure
+        case .tlsFailed: .upstreamTLSFailure
+        case .reset, .refused: .upstreamReset
+        case .protocolError: .badUpstreamResponse
+        }
+    }
+
     /// As the retry policy and outlier detection see it.
     var outcome: AttemptOutcome {
         switch self {
@@ -169,6 +179,43 @@ extension RetryingExchange {
         case .backoff:
             retryNow()
         }
+    }
+
+    /// A response head arrived: records it, and answers whether a retry replaces it (the
+    /// decision is taken on the head, before a byte reaches the client).
+    func retryOnResponseHead(_ rh: ResponseHead, buf: UnsafeRawBufferPointer) -> Bool {
+        record.status = rh.status
+        if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
+        guard attempts != nil else { return false }
+        worker.loop.cancel(tryTimer)
+        let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
+        if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
+            record.grpcStatus = -1
+            if let us = upstream { upstream = nil; us.abandon() }
+            retryAfter(ms)
+            return true
+        }
+        attempts!.retry.markResponseStarted()
+        return false
+    }
+
+    /// The upstream failed before a response: counts it, and answers whether a retry follows.
+    func retryOnFailure(_ f: UpstreamFailure) -> Bool {
+        if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
+            worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
+        }
+        guard attempts != nil else { return false }
+        worker.loop.cancel(tryTimer)
+        switch worker.attemptFinished(&attempts!, f.outcome) {
+        case .retry(let ms):
+            retryAfter(ms)
+            return true
+        case .stop(.limitExceeded):
+            record.flags.insert(.upstreamRetryLimitExceeded)
+        default:
+            break
+        }
+        return false
     }
 
     /// The next attempt: another host (when the policy says so), the kept head and body.

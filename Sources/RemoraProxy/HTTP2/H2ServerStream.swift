@@ -315,19 +315,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     func upstreamResponseHead(_ rh: ResponseHead, buf: UnsafeRawBufferPointer) {
         guard !closed else { return }
         if rh.status == 101 { return upstreamFailed(.protocolError, reused: false) }   // no upgrades over HTTP/2
-        record.status = rh.status
-        if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
-        if attempts != nil {
-            // The retry decision is taken on the head, before a byte reaches the client.
-            worker.loop.cancel(tryTimer)
-            let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
-            if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
-                record.grpcStatus = -1
-                if let us = upstream { upstream = nil; us.abandon() }
-                return retryAfter(ms)
-            }
-            attempts!.retry.markResponseStarted()
-        }
+        if retryOnResponseHead(rh, buf: buf) { return }
         responseStarted = true
         var rh = rh
         if rh.framing == .contentLength(0) { rh.framing = .none }   // ends with the headers, as it came
@@ -378,24 +366,8 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         upstream = nil
         guard !closed else { return }
         if !responseStarted {
-            if f == .connectFailed || f == .tlsFailed, let c = record.cluster {
-                worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
-            }
-            if attempts != nil {
-                worker.loop.cancel(tryTimer)
-                switch worker.attemptFinished(&attempts!, f.outcome) {
-                case .retry(let ms): return retryAfter(ms)
-                case .stop(.limitExceeded): record.flags.insert(.upstreamRetryLimitExceeded)
-                default: break
-                }
-            }
-            let reply: LocalReply = switch f {
-            case .connectFailed: .connectFailure
-            case .tlsFailed: .upstreamTLSFailure
-            case .reset, .refused: .upstreamReset
-            case .protocolError: .badUpstreamResponse
-            }
-            answerLocally(reply)
+            if retryOnFailure(f) { return }
+            answerLocally(f.localReply)
         } else if !responseEnded {
             reset(.internalError)
         }
