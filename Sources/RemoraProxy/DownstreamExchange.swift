@@ -365,8 +365,8 @@ extension DownstreamConnection {
         guard !closed else { return }
         if responsePhase == .waiting {
             if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
-               let (us, _) = worker.acquireUpstream(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
-                                                    breaker: attempts?.forwarding.cluster.resilience?.breaker) {
+               let us = worker.connectFresh(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
+                                            breaker: attempts?.forwarding.cluster.resilience?.breaker) {
                 // A keep-alive connection closed under us before answering: try once more, fresh.
                 retried = true
                 upstream = us

@@ -229,7 +229,7 @@ public final class ProxyRuntime: AdminHost {
                           type: "counter", value: Double(tcp.received)),
                          (name: "istio_tcp_sent_bytes_total", help: "Bytes sent to clients of plain TCP connections.",
                           type: "counter", value: Double(tcp.sent))]
-            reply(PrometheusText.render(merged, names: names, config: config, extra: extra))
+            reply(PrometheusText.render(merged, names: names, config: config, extra: extra) + self.outlierMetrics())
         }
         guard pending > 0 else { return finish() }
         for w in workers {
@@ -248,15 +248,40 @@ public final class ProxyRuntime: AdminHost {
         }
     }
 
+    /// Outlier detection's process-wide numbers, per cluster (Envoy's names, SPEC §5).
+    private func outlierMetrics() -> String {
+        let detectors = registry.allResilience().compactMap { r in r.outlier.map { (r.name, $0) } }.sorted { $0.0 < $1.0 }
+        guard !detectors.isEmpty else { return "" }
+        func label(_ s: String) -> String {
+            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        }
+        var out = "# HELP remora_cluster_outlier_detection_ejections_active Endpoints ejected now.\n"
+        out += "# TYPE remora_cluster_outlier_detection_ejections_active gauge\n"
+        for (name, d) in detectors { out += "remora_cluster_outlier_detection_ejections_active{cluster=\"\(label(name))\"} \(d.activeEjections)\n" }
+        out += "# HELP remora_cluster_outlier_detection_ejections_enforced_total Ejections enforced.\n"
+        out += "# TYPE remora_cluster_outlier_detection_ejections_enforced_total counter\n"
+        for (name, d) in detectors {
+            out += "remora_cluster_outlier_detection_ejections_enforced_total{cluster=\"\(label(name))\"} \(d.ejectionsEnforcedTotal)\n"
+        }
+        return out
+    }
+
     public func clustersJSON() -> ConfigValue {
         .object([ConfigValue.ObjectEntry("clusters", .array(state.clusters.map { c in
             .object([ConfigValue.ObjectEntry("name", .string(c.spec.name)),
                      ConfigValue.ObjectEntry("host", .string(c.spec.host)),
                      ConfigValue.ObjectEntry("protocol", .string("\(c.spec.upstreamProtocol)")),
                      ConfigValue.ObjectEntry("tls", .bool(c.tls != nil)),
-                     ConfigValue.ObjectEntry("endpoints", .array(c.endpoints.map { e in
-                         .object([ConfigValue.ObjectEntry("address", .string(e.address.description)),
-                                  ConfigValue.ObjectEntry("health", .string("HEALTHY"))])
+                     ConfigValue.ObjectEntry("circuitBreakers", .object(c.resilience.map { r in
+                         [ConfigValue.ObjectEntry("connections", .int(r.breaker.count(.connections))),
+                          ConfigValue.ObjectEntry("requests", .int(r.breaker.count(.requests))),
+                          ConfigValue.ObjectEntry("retries", .int(r.breaker.count(.retries)))]
+                     } ?? [])),
+                     ConfigValue.ObjectEntry("endpoints", .array(c.endpoints.enumerated().map { i, e in
+                         let ejected = c.resilience?.outlier?.isEjected(endpoint: i) ?? false
+                         return .object([ConfigValue.ObjectEntry("address", .string(e.address.description)),
+                                         ConfigValue.ObjectEntry("health", .string(ejected ? "EJECTED" : "HEALTHY")),
+                                         ConfigValue.ObjectEntry("activeRequests", .int(c.resilience?.hosts.activeRequests(i) ?? 0))])
                      }))])
         }))])
     }

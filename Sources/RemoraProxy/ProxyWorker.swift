@@ -122,6 +122,19 @@ final class ProxyWorker {
         return (c, false)
     }
 
+    /// A new connection, never a pooled one: a pooled connection found closed by its peer
+    /// means its siblings to that endpoint are likely closed too (a restarting backend).
+    func connectFresh(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
+                      breaker: CircuitBreaker?) -> UpstreamConnection? {
+        if let b = breaker, !b.tryAcquire(.connections) { return nil }
+        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
+                                                 breaker: breaker) else {
+            breaker?.release(.connections)
+            return nil
+        }
+        return c
+    }
+
     /// A pooled keep-alive connection to `endpoint` with the same TLS settings, the most
     /// recently used first.
     private func takeIdle(_ endpoint: EndpointRef, tls: TLSClientContext?) -> UpstreamConnection? {

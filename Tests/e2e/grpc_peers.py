@@ -25,8 +25,11 @@ Server, as a separate process (so a ProcManager kills it):
                 cancelled or its deadline passes), then replies JSON {slept_ms}. Each call
                 is recorded (tag, ms, deadline the server saw, outcome, elapsed_ms).
   Big           request JSON {size}: replies payload(size) (up to 16 MiB).
-  Events        reply JSON {calls: {method: count}, sleeps: [records]} (ask the backend
-                directly, not through the proxy).
+  FlakyOnce     request JSON {key}: the first call for a key aborts with UNAVAILABLE
+                (trailers-only, message "flaky KEY: first call fails"), every later call
+                for that key replies JSON {name, key, calls}. Calls per key are counted.
+  Events        reply JSON {calls: {method: count}, sleeps: [records], flaky: {key: calls}}
+                (ask the backend directly, not through the proxy).
   Messages up to 16 MiB both ways (grpc.max_send/receive_message_length).
 
 `python3 grpc_peers.py selftest` runs every client scenario directly against the server
@@ -79,6 +82,7 @@ class EchoService:
         self.lock = threading.Lock()
         self.calls: dict[str, int] = {}
         self.sleeps: list[dict] = []
+        self.flaky: dict[str, int] = {}
 
     def _count(self, method: str) -> None:
         with self.lock:
@@ -160,6 +164,15 @@ class EchoService:
             rec["outcome"] = outcome
         return json.dumps({"name": self.name, "slept_ms": rec["elapsed_ms"]}).encode()
 
+    def flaky_once(self, request: bytes, context) -> bytes:
+        self._count("FlakyOnce")
+        key = str(self._json(request).get("key", ""))
+        with self.lock:
+            n = self.flaky[key] = self.flaky.get(key, 0) + 1
+        if n == 1:
+            context.abort(self.grpc.StatusCode.UNAVAILABLE, f"flaky {key}: first call fails")
+        return json.dumps({"name": self.name, "key": key, "calls": n}).encode()
+
     def big(self, request: bytes, context) -> bytes:
         self._count("Big")
         size = min(int(self._json(request).get("size", 0)), MAX_MSG - 64)
@@ -168,7 +181,8 @@ class EchoService:
     def events(self, request: bytes, context) -> bytes:
         with self.lock:
             return json.dumps({"name": self.name, "calls": dict(self.calls),
-                               "sleeps": [dict(s) for s in self.sleeps]}).encode()
+                               "sleeps": [dict(s) for s in self.sleeps],
+                               "flaky": dict(self.flaky)}).encode()
 
     def handler(self):
         g = self.grpc
@@ -180,6 +194,7 @@ class EchoService:
             "Bidi": g.stream_stream_rpc_method_handler(self.bidi),
             "Sleep": g.unary_unary_rpc_method_handler(self.sleep),
             "Big": g.unary_unary_rpc_method_handler(self.big),
+            "FlakyOnce": g.unary_unary_rpc_method_handler(self.flaky_once),
             "Events": g.unary_unary_rpc_method_handler(self.events),
         })
 

@@ -69,6 +69,7 @@ extension ProxyWorker {
         switch decision {
         case .retry: stats.count(.upstream_rq_retry, cluster: id)
         case .stop(.overflow): stats.count(.upstream_rq_retry_overflow, cluster: id)
+        case .stop(.notRetriable) where a.retry.attempt > 1: stats.count(.upstream_rq_retry_success, cluster: id)
         default: break
         }
         return decision
