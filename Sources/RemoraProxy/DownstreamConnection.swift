@@ -70,7 +70,9 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     /// (the read buffer moves on once the head is forwarded).
     var attempts: Attempts?
     let headCopy: ByteBuffer
+    let replayBody: ByteBuffer
     var tryPurpose = TryPurpose.perTry
+    var tryTimerUsed = false
     lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
     /// headers.response of the chosen destination, and CORS headers for the response.
     var responseOps: HeaderOps?
@@ -103,6 +105,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         outBuf = ByteBuffer(pool: worker.buffers)
         replay = ByteBuffer(pool: worker.buffers)
         headCopy = ByteBuffer(pool: worker.buffers)
+        replayBody = ByteBuffer(pool: worker.buffers)
         if let ctx = listener.tls {
             guard let t = ctx.connection(fd: fd) else { Socket.close(fd); closed = true; return }
             io.tls = t
@@ -305,7 +308,7 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     func close(reset: Bool = false) {
         guard !closed else { return }
         closed = true
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
         if record.active {
             // The exchange ended with the connection: the client went away (DC) or was cut off.

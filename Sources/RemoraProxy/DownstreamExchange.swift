@@ -141,7 +141,7 @@ extension DownstreamConnection {
         if let id = f.ctx.requestID { record.requestID = id }
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
         upstreamTLS = f.tls
-        attempts = Attempts(f, pool: worker.buffers)
+        attempts = Attempts(f, body: replayBody)
         if f.retryPolicy.isEnabled {
             headCopy.clear()
             headCopy.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<head.headBytes]))
@@ -387,7 +387,7 @@ extension DownstreamConnection {
     func upstreamTunnelClosed() { closeAfterFlush() }
 
     func upstreamTimedOut() {
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         guard responsePhase == .waiting else { abort(); return }
         if let us = upstream { upstream = nil; us.abandon() }
         answerLocally(.upstreamTimeout)
@@ -404,9 +404,10 @@ extension DownstreamConnection {
     /// Both directions are complete: release the upstream, then wait for the next request.
     func finishExchange(reusable: Bool) {
         worker.loop.cancel(timer)
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
         headCopy.clear()
+        replayBody.clear()
         worker.report(&record, listener: listener.spec, protocolName: "HTTP/1.1", peerIP: peerIP)
         if let us = upstream {
             upstream = nil

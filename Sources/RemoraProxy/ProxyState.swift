@@ -16,7 +16,9 @@ public struct EndpointRef: Sendable {
 
 /// A cluster with its endpoints resolved (DNS clusters are resolved on the control
 /// thread when the state is built; the request path never resolves names).
-public struct ClusterTarget: Sendable {
+/// A class, not a struct: exchanges keep a reference to theirs, and the ClusterSpec inside
+/// (traffic policy and all) is kilobytes that must not be copied into every connection.
+public final class ClusterTarget: Sendable {
     public let spec: ClusterSpec
     public let endpoints: [EndpointRef]
     /// DestinationRule `tls` SIMPLE/MUTUAL: the contexts to originate TLS with.
@@ -26,6 +28,14 @@ public struct ClusterTarget: Sendable {
     /// Circuit breaker, outlier detection and load-balancing state, shared by every worker
     /// (host i is endpoints[i]); kept across reloads by cluster name. nil for passthrough.
     let resilience: ClusterResilience?
+
+    init(spec: ClusterSpec, endpoints: [EndpointRef], tls: UpstreamTLS?, stats: StatsIDs, resilience: ClusterResilience?) {
+        self.spec = spec
+        self.endpoints = endpoints
+        self.tls = tls
+        self.stats = stats
+        self.resilience = resilience
+    }
 }
 
 struct StatsIDs: Sendable {

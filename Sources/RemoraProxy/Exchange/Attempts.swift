@@ -9,7 +9,8 @@ import RemoraResilience
 struct Attempts {
     var forwarding: Forwarding
     var retry: RetryState
-    /// The request body sent so far (decoded bytes), while it fits.
+    /// The request body sent so far (decoded bytes), while it fits. The owner's buffer (an
+    /// HTTP/1.1 connection reuses one for all its requests: no allocation per request).
     let body: ByteBuffer
     var trailers: ByteBuffer?
     /// An attempt holds a LEAST_REQUEST active count on its host.
@@ -17,11 +18,12 @@ struct Attempts {
     /// The exchange holds one of the cluster's `.requests` (http2MaxRequests).
     var holdsRequest = false
 
-    init(_ f: Forwarding, pool: BufferPool) {
+    init(_ f: Forwarding, body: ByteBuffer) {
         forwarding = f
         retry = RetryState(policy: f.retryPolicy)
         retry.recordHost(f.hostIndex)
-        body = ByteBuffer(pool: pool)
+        body.clear()
+        self.body = body
     }
 
     var canReplay: Bool { retry.policy.isEnabled && retry.bodyReplayable && !retry.responseStarted }
@@ -143,6 +145,8 @@ protocol RetryingExchange: ResponseSink {
     var upstream: UpstreamRequest? { get set }
     var record: ExchangeRecord { get set }
     var tryPurpose: TryPurpose { get set }
+    /// The timer has been armed at least once (it is made lazily: most exchanges never need it).
+    var tryTimerUsed: Bool { get set }
     var tryTimer: LoopTimer { get }
     /// No response has reached the client and the exchange is still on.
     var canStillRetry: Bool { get }
@@ -160,12 +164,18 @@ extension RetryingExchange {
     func armPerTry() {
         guard let ms = attempts?.retry.policy.perTryTimeoutMs else { return }
         tryPurpose = .perTry
+        tryTimerUsed = true
         worker.loop.arm(tryTimer, afterMs: ms)
     }
 
     func retryAfter(_ ms: Int) {
         tryPurpose = .backoff
+        tryTimerUsed = true
         worker.loop.arm(tryTimer, afterMs: ms)
+    }
+
+    func cancelTryTimer() {
+        if tryTimerUsed { worker.loop.cancel(tryTimer) }
     }
 
     func tryTimerFired() {
@@ -188,7 +198,7 @@ extension RetryingExchange {
         record.status = rh.status
         if record.grpc { record.noteGrpcStatus(Grpc.field("grpc-status", rh, buf)) }
         guard attempts != nil else { return false }
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         let grpcStatus = record.grpc && record.grpcStatus >= 0 ? record.grpcStatus : nil
         if case .retry(let ms) = worker.attemptFinished(&attempts!, .response(status: rh.status, grpcStatus: grpcStatus)) {
             record.grpcStatus = -1
@@ -206,7 +216,7 @@ extension RetryingExchange {
             worker.stats.count(.upstream_cx_connect_fail, cluster: c.stats.cluster)
         }
         guard attempts != nil else { return false }
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         switch worker.attemptFinished(&attempts!, f.outcome) {
         case .retry(let ms):
             retryAfter(ms)

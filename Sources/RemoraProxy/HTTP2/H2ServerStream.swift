@@ -42,6 +42,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     /// The attempts of the forwarded request (retries); the head stays in `headBuf`.
     var attempts: Attempts?
     var tryPurpose = TryPurpose.perTry
+    var tryTimerUsed = false
     lazy var tryTimer = LoopTimer { [unowned self] in self.tryTimerFired() }
 
     private enum TimerPurpose { case request, faultDelay }
@@ -215,7 +216,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     private func startForward(_ f: Forwarding) {
         guard let st = state else { return }
         let req = parsedRequest
-        attempts = Attempts(f, pool: worker.buffers)
+        attempts = Attempts(f, body: ByteBuffer(pool: worker.buffers))
         guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
         let us: UpstreamRequest
         switch worker.openUpstream(f) {
@@ -412,7 +413,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         case .faultDelay:
             faultDelayElapsed()
         case .request:
-            worker.loop.cancel(tryTimer)
+            cancelTryTimer()
             if let us = upstream { upstream = nil; us.abandon() }
             if responseStarted { reset(.cancel) } else { answerLocally(.upstreamTimeout) }
         }
@@ -439,7 +440,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     func streamClosed(errorCode: UInt32) {
         guard !closed else { return }
         closed = true
-        worker.loop.cancel(tryTimer)
+        cancelTryTimer()
         if attempts != nil { worker.attemptsDone(&attempts!); attempts = nil }
         if record.active {
             if !responseEnded || errorCode != 0 { record.flags.insert(.downstreamConnectionTermination) }
