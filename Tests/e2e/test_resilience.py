@@ -440,10 +440,13 @@ def test_retry_success_counted(env):
     print(f"\nretries {stats.get('upstream_rq_retry')}, retry_success "
           f"{stats.get('upstream_rq_retry_success')}")
     assert stats.get("upstream_rq_retry", 0) > 0, stats
-    assert stats.get("upstream_rq_retry_success", 0) == stats["upstream_rq_retry"], (
-        f"every retry here ended in a 200 from `good`, so upstream_rq_retry_success should equal "
-        f"upstream_rq_retry ({stats['upstream_rq_retry']:.0f}); it is "
-        f"{stats.get('upstream_rq_retry_success')}")
+    # Each request that needed a retry ends in exactly one successful retry; a retry may
+    # still land on `bad` again (Envoy's previous-hosts predicate makes at most 5 picks and
+    # then takes the last one), so successes can be fewer than retries, never more.
+    retries, success = stats["upstream_rq_retry"], stats.get("upstream_rq_retry_success", 0)
+    assert 0 < success <= retries, f"retry_success {success} with {retries} retries: {stats}"
+    assert success >= retries * 0.7, f"most retries should succeed at once: {success} of {retries}"
+    assert stats.get("upstream_rq_total", 0) == 40 + retries, stats
 
 
 # ---------------------------------------------------------------------------
