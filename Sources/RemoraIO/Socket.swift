@@ -111,6 +111,18 @@ public enum Socket {
 
     public static func pendingError(_ fd: Int32) -> Int32 { remora_socket_error(fd) }
 
+    public enum ConnectProgress { case pending, connected, failed }
+
+    /// Where a non-blocking connect stands after an event on its socket: writable means
+    /// done unless the socket holds an error; an error or hang-up without writability failed.
+    public static func connectProgress(_ fd: Int32, events: UInt32) -> ConnectProgress {
+        guard events & (IOEvents.writable | IOEvents.error | IOEvents.hangup) != 0 else { return .pending }
+        if pendingError(fd) != 0 || events & (IOEvents.error | IOEvents.hangup) != 0 && events & IOEvents.writable == 0 {
+            return .failed
+        }
+        return .connected
+    }
+
     public static func originalDestination(_ fd: Int32) -> SocketAddress? {
         var a = remora_addr()
         return remora_original_dst(fd, &a) == 0 ? SocketAddress(raw: a) : nil

@@ -81,12 +81,11 @@ private final class TCPSide: EventHandler {
 
     func handleEvent(_ events: UInt32) {
         if !connected {
-            if Socket.pendingError(fd) != 0 || events & (IOEvents.error | IOEvents.hangup) != 0 && events & IOEvents.writable == 0 {
-                owner.closeBoth()
-                return
+            switch Socket.connectProgress(fd, events: events) {
+            case .pending: return
+            case .failed: return owner.closeBoth()
+            case .connected: connected = true
             }
-            guard events & IOEvents.writable != 0 else { return }
-            connected = true
         }
         if events & IOEvents.writable != 0 {
             writable = true

@@ -119,14 +119,13 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
 
     func handleEvent(_ events: UInt32) {
         if state == .connecting {
-            guard events & (IOEvents.writable | IOEvents.error | IOEvents.hangup) != 0 else { return }
-            if Socket.pendingError(fd) != 0 || events & (IOEvents.error | IOEvents.hangup) != 0 && events & IOEvents.writable == 0 {
-                fail(.connectFailed)
-                return
+            switch Socket.connectProgress(fd, events: events) {
+            case .pending: return
+            case .failed: return fail(.connectFailed)
+            case .connected: break
             }
             if let ctx = tlsContext {
-                guard let t = ctx.connection(fd: fd) else { fail(.tlsFailed); return }
-                io.tls = t
+                guard io.beginClientTLS(ctx) else { return fail(.tlsFailed) }
                 state = .handshaking
             } else {
                 state = .active
@@ -134,14 +133,11 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
             }
         }
         if state == .handshaking {
-            switch io.handshakeStep() {
+            switch io.upstreamHandshakeStep(worker: worker, endpoint: endpoint) {
             case .waiting:
                 return
-            case .failed(let why):
-                worker.tlsHandshakeFailures += 1
-                Log.warning("upstream TLS handshake with \(endpoint.address) failed: \(why) (UF)")
-                fail(.tlsFailed)
-                return
+            case .failed:
+                return fail(.tlsFailed)
             case .done:
                 state = .active
                 worker.loop.cancel(timer)

@@ -38,6 +38,23 @@ struct Transport {
 enum HandshakeStep { case done, waiting, failed(String) }
 
 extension Transport {
+    /// After an upstream's TCP connect: TLS over it. false when OpenSSL could not make a connection.
+    mutating func beginClientTLS(_ ctx: TLSClientContext) -> Bool {
+        guard let t = ctx.connection(fd: fd) else { return false }
+        tls = t
+        return true
+    }
+
+    /// One step of an upstream handshake; a failure is logged and counted here (503 UF follows).
+    func upstreamHandshakeStep(worker: ProxyWorker, endpoint: EndpointRef) -> HandshakeStep {
+        let step = handshakeStep()
+        if case .failed(let why) = step {
+            worker.tlsHandshakeFailures += 1
+            Log.warning("upstream TLS handshake with \(endpoint.address) failed: \(why) (UF)")
+        }
+        return step
+    }
+
     func handshakeStep() -> HandshakeStep {
         guard let t = tls, !t.handshakeDone else { return .done }
         switch t.handshake() {
