@@ -116,21 +116,14 @@ final class EchoConnection: EventHandler {
         }
     }
 
-    @inline(__always) private func read(into p: UnsafeMutableRawPointer, count: Int) -> Socket.IOResult {
-        if let tls { return tls.read(into: p, count: count) }
-        return Socket.read(fd, into: p, count: count)
-    }
-
-    @inline(__always) private func write(_ bytes: UnsafeRawBufferPointer) -> Socket.IOResult {
-        if let tls { return tls.write(bytes) }
-        return Socket.write(fd, bytes)
-    }
+    /// The socket, or TLS over it.
+    @inline(__always) private var io: Transport { Transport(fd: fd, tls: tls) }
 
     private func readLoop() {
         while readable && !closed {
             if inBuf.count >= 256 * 1024 { return }
             let p = inBuf.reserve(16 * 1024)
-            switch read(into: p, count: 16 * 1024) {
+            switch io.read(into: p, count: 16 * 1024) {
             case .bytes(let n):
                 inBuf.commit(n)
                 process()
@@ -225,7 +218,7 @@ final class EchoConnection: EventHandler {
     private func flush() {
         while !closed {
             while !outBuf.isEmpty && writable {
-                switch write(outBuf.readable) {
+                switch io.write(outBuf.readable) {
                 case .bytes(let n): outBuf.consume(n)
                 case .wouldBlock: writable = false
                 case .eof, .failed: close(); return

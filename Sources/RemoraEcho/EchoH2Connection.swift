@@ -75,15 +75,8 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
         drive()
     }
 
-    @inline(__always) private func read(into p: UnsafeMutableRawPointer, count: Int) -> Socket.IOResult {
-        if let tls { return tls.read(into: p, count: count) }
-        return Socket.read(fd, into: p, count: count)
-    }
-
-    @inline(__always) private func write(_ bytes: UnsafeRawBufferPointer) -> Socket.IOResult {
-        if let tls { return tls.write(bytes) }
-        return Socket.write(fd, bytes)
-    }
+    /// The socket, or TLS over it.
+    @inline(__always) private var io: Transport { Transport(fd: fd, tls: tls) }
 
     /// Reads, feeds the session, and writes what it produces, until nothing moves.
     private func drive() {
@@ -91,7 +84,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
             var moved = false
             if readable && !failing && outBuf.count < EchoH2Connection.outHighWater {
                 let p = inBuf.reserve(16 * 1024)
-                switch read(into: p, count: 16 * 1024) {
+                switch io.read(into: p, count: 16 * 1024) {
                 case .bytes(let n):
                     inBuf.commit(n)
                     if !session.receive(inBuf.readable) { failing = true }
@@ -110,7 +103,7 @@ final class EchoH2Connection: EventHandler, H2SessionDelegate {
                 if outBuf.count > before { moved = true }
             }
             while writable && !outBuf.isEmpty {
-                switch write(outBuf.readable) {
+                switch io.write(outBuf.readable) {
                 case .bytes(let n):
                     outBuf.consume(n)
                     moved = true

@@ -4,6 +4,21 @@ import COpenSSL
 /// SSL_CTX_set_min_proto_version, …) do not import into Swift, so they are spelled as
 /// the SSL_CTX_ctrl calls they expand to.
 enum ContextSetup {
+    /// A connection's SSL over `fd` (nil on an OpenSSL allocation error, its error cleared
+    /// so it never shows in another connection's message).
+    static func newSSL(_ ctx: OpaquePointer, fd: Int32) -> OpaquePointer? {
+        guard let ssl = SSL_new(ctx) else {
+            ERR_clear_error()
+            return nil
+        }
+        guard SSL_set_fd(ssl, fd) == 1 else {
+            SSL_free(ssl)
+            ERR_clear_error()
+            return nil
+        }
+        return ssl
+    }
+
     // SSL_OP_BIT(n) does not import either.
     static let opIgnoreUnexpectedEOF: UInt64 = 1 << 7
     static let opCipherServerPreference: UInt64 = 1 << 22

@@ -80,15 +80,7 @@ public final class TLSClientContext: @unchecked Sendable {
     /// peer-name verification and ALPN from the config, resuming the last session.
     /// The fd stays the caller's to close.
     public func connection(fd: Int32) -> TLSConnection? {
-        guard let ssl = SSL_new(ctx) else {
-            ERR_clear_error()
-            return nil
-        }
-        guard SSL_set_fd(ssl, fd) == 1 else {
-            SSL_free(ssl)
-            ERR_clear_error()
-            return nil
-        }
+        guard let ssl = ContextSetup.newSSL(ctx, fd: fd) else { return nil }
         SSL_set_connect_state(ssl)
         if let sni = config.sni, !sni.isEmpty {
             _ = sni.withCString { SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }

@@ -54,15 +54,7 @@ public final class TLSServerContext: @unchecked Sendable {
     /// allocation error). The fd stays the caller's to close.
     public func connection(fd: Int32) -> TLSConnection? {
         let set = lock.withLock { current }
-        guard let ssl = SSL_new(set.entries[0].ctx) else {
-            ERR_clear_error()
-            return nil
-        }
-        guard SSL_set_fd(ssl, fd) == 1 else {
-            SSL_free(ssl)
-            ERR_clear_error()
-            return nil
-        }
+        guard let ssl = ContextSetup.newSSL(set.entries[0].ctx, fd: fd) else { return nil }
         SSL_set_accept_state(ssl)
         return TLSConnection(ssl: ssl, serverSet: set, client: nil)
     }

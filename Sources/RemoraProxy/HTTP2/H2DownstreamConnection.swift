@@ -2,6 +2,7 @@ import RemoraCore
 import RemoraH2
 import RemoraHTTP1
 import RemoraIO
+import RemoraTLS
 import RemoraPolicy
 
 /// A client connection speaking HTTP/2 (h2c with prior knowledge, detected by the
