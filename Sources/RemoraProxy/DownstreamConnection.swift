@@ -53,8 +53,6 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     var upstreamTLS: TLSClientContext?
     /// The request body (or its end) has been handed to the upstream.
     var requestEndSent = false
-    /// A gRPC request: proxy-generated errors are trailers-only gRPC statuses.
-    var grpc = false
     /// No request seen yet: the connection may still turn out to be HTTP/2 (the preface).
     var fresh = true
     /// The exchange in progress, for metrics and the access log.

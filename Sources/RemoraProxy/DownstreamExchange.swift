@@ -74,7 +74,6 @@ extension DownstreamConnection {
         responseOps = nil
         corsHeaders = []
         let req = parsedRequest
-        grpc = req.isGrpc
         record.begin(req, worker: worker)
         if let location = listener.httpsRedirect(req) {
             return answerCustom(CustomReply(status: 301, headers: [("location", location)], body: [], contentType: nil))
@@ -211,7 +210,7 @@ extension DownstreamConnection {
     func answerLocally(_ reply: LocalReply) {
         record.flags.insert(reply.responseFlags)
         if reply.status == 504, let c = record.cluster { worker.stats.count(.upstream_rq_timeout, cluster: c.stats.cluster) }
-        if grpc {
+        if record.grpc {   // proxy-generated errors are trailers-only gRPC statuses
             record.grpcStatus = Grpc.status(for: reply)
             return answerCustom(CustomReply(status: 200, headers: Grpc.replyFields(reply), body: [], contentType: nil))
         }
@@ -420,7 +419,6 @@ extension DownstreamConnection {
         mirrors.removeAll()
         pendingFault = nil
         responseOps = nil
-        grpc = false
         replay.clear()
         requestPhase = .head
         responsePhase = .waiting

@@ -31,7 +31,6 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     private var mirrors: [MirrorConnection] = []
     private var responseOps: HeaderOps?
     private var corsHeaders: [(String, String)] = []
-    private var grpc = false
     private var responseStarted = false
     private var responseEnded = false
     private var answered = false
@@ -143,7 +142,6 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         let st = worker.state
         state = st
         let req = parsedRequest
-        grpc = req.isGrpc
         let early = record.bytesIn   // DATA that came in the batch that opened the stream
         record.begin(req, worker: worker)
         record.bytesIn = early
@@ -279,9 +277,9 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     func answerLocally(_ reply: LocalReply) {
         answered = true
         record.flags.insert(reply.responseFlags)
-        record.status = grpc ? 200 : reply.status
+        record.status = record.grpc ? 200 : reply.status
         if reply.status == 504, let c = record.cluster { worker.stats.count(.upstream_rq_timeout, cluster: c.stats.cluster) }
-        if grpc {
+        if record.grpc {
             record.grpcStatus = Grpc.status(for: reply)
             // Trailers-only (SPEC §6): HTTP 200 with the gRPC status in the one header block.
             H2HeadWriter.reply(status: 200, headers: Grpc.replyFields(reply), contentType: nil, bodyBytes: nil, into: &conn.fields)
