@@ -53,17 +53,20 @@ let package = Package(
                           swiftSettings: settings),
         .executableTarget(name: "RemoraRouteBench", dependencies: ["RemoraPolicy", "RemoraConfig"], swiftSettings: settings),
 
+        // The users' example, shared by several modules' unit tests
+        .target(name: "RemoraTestFixtures", path: "Tests/SharedFixtures", swiftSettings: settings),
+
         // Unit tests beside each module (end-to-end tests live in Tests/e2e, pytest)
         .testTarget(name: "RemoraCoreTests", dependencies: ["RemoraCore"], swiftSettings: settings),
         .testTarget(name: "RemoraIOTests", dependencies: ["RemoraIO"], swiftSettings: settings),
         .testTarget(name: "RemoraHTTP1Tests", dependencies: ["RemoraHTTP1"], swiftSettings: settings),
         .testTarget(name: "RemoraH2Tests", dependencies: ["RemoraH2", "RemoraCore"], swiftSettings: settings),
         .testTarget(name: "RemoraTLSTests", dependencies: ["RemoraTLS", "RemoraCore", "RemoraIO"], swiftSettings: settings),
-        .testTarget(name: "RemoraConfigTests", dependencies: ["RemoraConfig"], swiftSettings: settings),
-        .testTarget(name: "RemoraPolicyTests", dependencies: ["RemoraPolicy", "RemoraConfig"], swiftSettings: settings),
+        .testTarget(name: "RemoraConfigTests", dependencies: ["RemoraConfig", "RemoraTestFixtures"], swiftSettings: settings),
+        .testTarget(name: "RemoraPolicyTests", dependencies: ["RemoraPolicy", "RemoraConfig", "RemoraTestFixtures"], swiftSettings: settings),
         .testTarget(name: "RemoraResilienceTests", dependencies: ["RemoraResilience", "RemoraConfig", "RemoraCore"], swiftSettings: settings),
         .testTarget(name: "RemoraTelemetryTests", dependencies: ["RemoraTelemetry", "RemoraCore"], swiftSettings: settings),
-        .testTarget(name: "RemoraAdminTests", dependencies: ["RemoraAdmin", "RemoraConfig", "RemoraPolicy", "RemoraCore", "RemoraIO"], swiftSettings: settings),
+        .testTarget(name: "RemoraAdminTests", dependencies: ["RemoraAdmin", "RemoraConfig", "RemoraPolicy", "RemoraCore", "RemoraIO", "RemoraTestFixtures"], swiftSettings: settings),
         .testTarget(name: "RemoraProxyTests", dependencies: ["RemoraProxy", "RemoraCore", "RemoraHTTP1", "RemoraH2"], swiftSettings: settings),
     ],
     cxxLanguageStandard: .cxx17

@@ -5,6 +5,7 @@ import Foundation
 import RemoraConfig
 import RemoraIO
 import RemoraPolicy
+import RemoraTestFixtures
 import XCTest
 @testable import RemoraAdmin
 
@@ -12,71 +13,8 @@ enum Fixtures {
     static let session = "4f9e715d-fe56-4a1e-964b-b00b607e7695"
 
     /// /work/shared/examples/feature-branch.yaml as it is, plus ServiceEntries for the adservice branches.
-    static let featureBranch = """
-    apiVersion: networking.istio.io/v1alpha3
-    kind: Gateway
-    metadata:
-      name: ingressgateway
-      namespace: istio-system
-    spec:
-      selector:
-        istio: ingressgateway
-      servers:
-      - port:
-          number: 443
-          name: https
-          protocol: HTTPS
-        tls:
-          mode: SIMPLE
-          credentialName: octopus.tech
-        hosts:
-        - "*"
-      - port:
-          number: 80
-          name: http
-          protocol: HTTP
-        hosts:
-        - "*"
-    ---
-    apiVersion: networking.istio.io/v1beta1
-    kind: VirtualService
-    metadata:
-      name: frontend
-    spec:
-      gateways:
-      - istio-system/ingressgateway
-      hosts:
-      - '*'
-      http:
-      - match:
-        - headers:
-            Cookie:
-              exact: shop_session-id=4f9e715d-fe56-4a1e-964b-b00b607e7695
-        route:
-        - destination:
-            host: frontend-myfeature
-      - route:
-        - destination:
-            host: frontend
-    ---
-    apiVersion: networking.istio.io/v1beta1
-    kind: VirtualService
-    metadata:
-      name: adservice
-    spec:
-      hosts:
-        - adservice
-      http:
-        - match:
-            - headers:
-                userid:
-                  exact: 4f9e715d-fe56-4a1e-964b-b00b607e7695
-          route:
-            - destination:
-                host: adservice-myfeature
-        - route:
-            - destination:
-                host: adservice
+    static let featureBranch = ExampleFixtures.featureBranchCopy + "\n" + adserviceEntries
+    private static let adserviceEntries = """
     ---
     apiVersion: networking.istio.io/v1beta1
     kind: ServiceEntry
