@@ -5,6 +5,11 @@ import RemoraTLS
 import RemoraTelemetry
 import RemoraResilience
 
+struct PassthroughKey: Hashable {
+    let target: SocketAddress
+    let inbound: Bool
+}
+
 /// A client connection of either protocol, as the worker tracks it for limits and draining.
 protocol DownstreamHandle: AnyObject {
     /// Idle connections close now, busy ones after their exchanges.
@@ -39,6 +44,9 @@ final class ProxyWorker {
     private(set) var draining = false
     /// Process-wide endpoint ids and metric names (passthrough destinations are added on the fly).
     var registry: EndpointRegistry!
+    /// Passthrough clusters by original destination (see planPassthrough).
+    var passthroughClusters: [PassthroughKey: ClusterTarget] = [:]
+    static let maxPassthroughClusters = 1024
     /// This worker's metrics (read by posting `stats.snapshot()` to this loop).
     let stats = WorkerStats()
     /// Access log lines, handed to the sink's writer thread (nil when the log is off).

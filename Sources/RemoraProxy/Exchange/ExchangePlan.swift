@@ -155,12 +155,8 @@ extension ProxyWorker {
     /// at the original port (InboundPassthroughCluster).
     func planPassthrough(to target: SocketAddress, inbound: Bool, request req: ParsedRequest, peerIP: String,
                          listener: ListenerSpec) -> Forwarding {
-        let name = inbound ? "InboundPassthroughCluster" : "PassthroughCluster"
-        let spec = ClusterSpec(name: name, host: name, port: target.port, subset: nil,
-                               resolution: .staticEndpoints([Endpoint(address: target.ip, port: target.port)]))
-        let ep = EndpointRef(address: target, poolID: registry.id(for: target))
-        let cluster = ClusterTarget(spec: spec, endpoints: [ep], tls: nil, stats: StatsIDs(spec, names: registry.names),
-                                    resilience: nil)
+        let cluster = passthroughCluster(target, inbound: inbound)
+        let ep = cluster.endpoints[0]
         let head = req.head
         var ctx = HeadWriter.RequestContext(
             peerIP: peerIP, forwardedProto: "http", edge: false, path: req.pathRange,
@@ -169,6 +165,21 @@ extension ProxyWorker {
         return Forwarding(destination: 0, clusterIndex: -1, cluster: cluster, endpoint: ep, hostIndex: 0, retryPolicy: .disabled,
                           hash: nil, requestIDSeed: random.next(), ctx: ctx, responseOps: HeaderOps(),
                           mirrorClusters: [], timeoutMs: nil, http2: false, tls: nil)
+    }
+
+    /// The passthrough cluster of one original destination, made once per worker (its
+    /// endpoint id and metric names take process-wide locks) and kept while few.
+    private func passthroughCluster(_ target: SocketAddress, inbound: Bool) -> ClusterTarget {
+        let key = PassthroughKey(target: target, inbound: inbound)
+        if let c = passthroughClusters[key] { return c }
+        if passthroughClusters.count >= ProxyWorker.maxPassthroughClusters { passthroughClusters.removeAll() }
+        let name = inbound ? "InboundPassthroughCluster" : "PassthroughCluster"
+        let spec = ClusterSpec(name: name, host: name, port: target.port, subset: nil,
+                               resolution: .staticEndpoints([Endpoint(address: target.ip, port: target.port)]))
+        let ep = EndpointRef(address: target, poolID: registry.id(for: target))
+        let c = ClusterTarget(spec: spec, endpoints: [ep], tls: nil, stats: StatsIDs(spec, names: registry.names), resilience: nil)
+        passthroughClusters[key] = c
+        return c
     }
 
     /// A shadow copy of the request to `cluster` (Envoy's shadowing: Host gets "-shadow").
