@@ -149,9 +149,7 @@ extension DownstreamConnection {
         let us: UpstreamRequest, reused: Bool
         switch worker.openUpstream(f) {
         case .ready(let u, let r): us = u; reused = r
-        case .overflow:
-            worker.stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
-            return answerLocally(.overflow)
+        case .overflow: return answerLocally(.overflow)
         case .failed: return upstreamFailed(.connectFailed, reused: false)
         }
         let replayable = reused && head.framing == .none && !head.upgrade
@@ -364,8 +362,9 @@ extension DownstreamConnection {
         guard !closed else { return }
         if responsePhase == .waiting {
             if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
+               let cluster = attempts?.forwarding.cluster,
                let us = worker.connectFresh(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
-                                            breaker: attempts?.forwarding.cluster.resilience?.breaker) {
+                                            breaker: cluster.resilience?.breaker, lifetime: cluster.spec.connectionLifetime) {
                 // A keep-alive connection closed under us before answering: try once more, fresh.
                 retried = true
                 upstream = us

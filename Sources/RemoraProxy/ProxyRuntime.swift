@@ -126,6 +126,7 @@ public final class ProxyRuntime: AdminHost {
             threads.append(thread)
             workers.append(worker)
         }
+        for w in workers { w.peers = workers }
         do {
             admin = try AdminServer(loop: controlLoop, store: store, host: self, admin: settings.admin,
                                     health: settings.health, metrics: settings.metrics)
@@ -274,6 +275,7 @@ public final class ProxyRuntime: AdminHost {
                      ConfigValue.ObjectEntry("tls", .bool(c.tls != nil)),
                      ConfigValue.ObjectEntry("circuitBreakers", .object(c.resilience.map { r in
                          [ConfigValue.ObjectEntry("connections", .int(r.breaker.count(.connections))),
+                          ConfigValue.ObjectEntry("pendingRequests", .int(r.breaker.count(.pendingRequests))),
                           ConfigValue.ObjectEntry("requests", .int(r.breaker.count(.requests))),
                           ConfigValue.ObjectEntry("retries", .int(r.breaker.count(.retries)))]
                      } ?? [])),

@@ -30,6 +30,8 @@ final class ProxyWorker {
     private var balancers: [LoadBalancer?] = []
     /// Compiled retry policies by route rule and cluster (compiled once, not per request).
     private var retryPolicies: [ObjectIdentifier: RetryPolicy] = [:]
+    /// TCP proxy timeouts by destination port, from the current state's DestinationRules.
+    private var tcpTimeoutsByPort: [Int: TCPTimeouts] = [:]
 
     var listeners: [ListenerRuntime] = []
     /// Idle keep-alive upstream connections by endpoint pool id.
@@ -37,6 +39,11 @@ final class ProxyWorker {
     static let maxIdlePerEndpoint = 256
     /// Multiplexed HTTP/2 upstream connections by endpoint pool id.
     private var h2: [[H2UpstreamConnection]] = []
+    /// HTTP/1.1 requests waiting for a connection slot (see PendingQueue.swift), oldest first.
+    var pendingQueue: [UpstreamConnection] = []
+    /// Every worker of the process, this one included (a freed connection slot wakes the
+    /// pending requests of all of them). Set once before the loops start.
+    var peers: [ProxyWorker] = []
 
     /// Live downstream connections, for the connection limit and for draining.
     private(set) var downstreamCount = 0
@@ -79,6 +86,7 @@ final class ProxyWorker {
         limits = state.snapshot.settings.limits
         random = FastRandom(seed: MonotonicClock.nowNanoseconds() &* UInt64(index + 1) | 1)
         balancers = state.clusters.map { $0.resilience?.makeLoadBalancer(seed: random.next()) }
+        tcpTimeoutsByPort = TCPTimeouts.byPort(state.snapshot.config)
     }
 
     /// Installs a new configuration for requests that start from now on.
@@ -87,7 +95,11 @@ final class ProxyWorker {
         limits = newState.snapshot.settings.limits
         balancers = newState.clusters.map { $0.resilience?.makeLoadBalancer(seed: random.next()) }
         retryPolicies.removeAll(keepingCapacity: true)
+        tcpTimeoutsByPort = TCPTimeouts.byPort(newState.snapshot.config)
     }
+
+    /// The timeouts of a plain TCP proxy connection to `port`.
+    func tcpTimeouts(port: Int) -> TCPTimeouts { tcpTimeoutsByPort[port] ?? .default }
 
     /// The retry policy of `entry` towards `cluster` (Istio's default when it has none).
     func retryPolicy(_ entry: RouteEntry, cluster: ClusterTarget) -> RetryPolicy {
@@ -121,10 +133,10 @@ final class ProxyWorker {
     /// An idle connection to `endpoint`, or a new one (connect in progress). nil when the
     /// connect failed at once.
     func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
-                         breaker: CircuitBreaker? = nil) -> (UpstreamConnection, reused: Bool)? {
+                         breaker: CircuitBreaker? = nil, lifetime: ConnectionLifetime = .default) -> (UpstreamConnection, reused: Bool)? {
         if let c = takeIdle(endpoint, tls: tls) { return (c, true) }
         guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
-                                                 breaker: breaker) else {
+                                                 breaker: breaker, lifetime: lifetime) else {
             return nil
         }
         return (c, false)
@@ -133,10 +145,10 @@ final class ProxyWorker {
     /// A new connection, never a pooled one: a pooled connection found closed by its peer
     /// means its siblings to that endpoint are likely closed too (a restarting backend).
     func connectFresh(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
-                      breaker: CircuitBreaker?) -> UpstreamConnection? {
+                      breaker: CircuitBreaker?, lifetime: ConnectionLifetime) -> UpstreamConnection? {
         if let b = breaker, !b.tryAcquire(.connections) { return nil }
         guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
-                                                 breaker: breaker) else {
+                                                 breaker: breaker, lifetime: lifetime) else {
             breaker?.release(.connections)
             return nil
         }
@@ -156,25 +168,40 @@ final class ProxyWorker {
 
     enum UpstreamOpen {
         case ready(UpstreamRequest, reused: Bool)
-        /// The cluster's connection limit (`tcp.maxConnections`) is reached: 503 UO.
+        /// The cluster's connection limit (`tcp.maxConnections`) is reached and so is its
+        /// pending-request limit (HTTP/1.1), or no HTTP/2 connection has room: 503 UO.
         case overflow
         case failed
     }
 
     /// The upstream side for a planned exchange: a stream on a shared HTTP/2 connection, or
     /// an HTTP/1.1 connection of its own — a new connection only within the cluster's
-    /// connection limit (shared by every worker).
+    /// connection limit (shared by every worker). Past that limit an HTTP/1.1 request waits
+    /// for a connection as a pending request, within `http1MaxPendingRequests` (Envoy's
+    /// semantics); each refusal is counted as Envoy counts it.
     func openUpstream(_ f: Forwarding) -> UpstreamOpen {
         let timeout = f.cluster.spec.connectTimeoutMs
         let breaker = f.cluster.resilience?.breaker
+        let lifetime = f.cluster.spec.connectionLifetime
         if f.http2 {
             guard let s = h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection,
-                                   tls: f.tls, breaker: breaker) else { return breaker?.isOpen(.connections) == true ? .overflow : .failed }
+                                   tls: f.tls, breaker: breaker, lifetime: lifetime) else {
+                guard breaker?.isOpen(.connections) == true else { return .failed }
+                stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
+                return .overflow
+            }
             return .ready(s, reused: false)
         }
         if let c = takeIdle(f.endpoint, tls: f.tls) { return .ready(c, reused: true) }
-        if let b = breaker, !b.tryAcquire(.connections) { return .overflow }
-        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls, breaker: breaker) else {
+        if let b = breaker, !b.tryAcquire(.connections) {
+            stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
+            guard b.tryAcquire(.pendingRequests) else {
+                stats.count(.upstream_rq_pending_overflow, cluster: f.cluster.stats.cluster)
+                return .overflow
+            }
+            return .ready(enqueue(f, breaker: b, lifetime: lifetime), reused: false)
+        }
+        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls, breaker: breaker, lifetime: lifetime) else {
             breaker?.release(.connections)
             return .failed
         }
@@ -184,13 +211,13 @@ final class ProxyWorker {
     /// A stream on the first HTTP/2 connection to `endpoint` with room, or on a new one:
     /// streams spread over as few connections as the stream limits allow.
     func h2Stream(_ endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?, tls: TLSClientContext?,
-                  breaker: CircuitBreaker? = nil) -> H2UpstreamStream? {
+                  breaker: CircuitBreaker? = nil, lifetime: ConnectionLifetime = .default) -> H2UpstreamStream? {
         let id = endpoint.poolID
         if id >= h2.count { h2.append(contentsOf: repeatElement([], count: id + 1 - h2.count)) }
         for c in h2[id] where c.hasRoom && c.maxStreams == maxStreams && c.tlsContext === tls { return c.newStream() }
         if let b = breaker, !b.tryAcquire(.connections) { return nil }
         guard let c = H2UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs,
-                                                   maxStreams: maxStreams, tls: tls, breaker: breaker) else {
+                                                   maxStreams: maxStreams, tls: tls, breaker: breaker, lifetime: lifetime) else {
             breaker?.release(.connections)
             return nil
         }
@@ -205,11 +232,13 @@ final class ProxyWorker {
         h2[id].remove(at: i)
     }
 
-    /// A connection whose exchange ended cleanly goes back to its pool.
+    /// A connection whose exchange ended cleanly goes back to its pool — unless it has
+    /// carried all it may, or requests wait for its connection slot (closing it frees the slot).
     func release(_ c: UpstreamConnection) {
         let id = c.endpoint.poolID
         if id >= idle.count { idle.append(contentsOf: repeatElement([], count: id + 1 - idle.count)) }
-        guard !draining, idle[id].count < ProxyWorker.maxIdlePerEndpoint else { c.close(); return }
+        guard !draining, idle[id].count < ProxyWorker.maxIdlePerEndpoint, c.canCarryMore,
+              c.breaker.map({ $0.count(.pendingRequests) == 0 }) ?? true else { c.close(); return }
         idle[id].append(c)
         c.enterPool()
     }
@@ -219,6 +248,20 @@ final class ProxyWorker {
         let id = c.endpoint.poolID
         guard id < idle.count, let i = idle[id].firstIndex(where: { $0 === c }) else { return }
         idle[id].remove(at: i)
+    }
+
+    /// Closes one idle pooled connection counted by `breaker` (its slot is wanted by a
+    /// pending request). Whether there was one.
+    @discardableResult
+    func closeOneIdle(of breaker: CircuitBreaker) -> Bool {
+        for pool in idle {
+            if let c = pool.last(where: { $0.breaker === breaker }) {
+                forget(c)
+                c.close()
+                return true
+            }
+        }
+        return false
     }
 
     // MARK: downstream bookkeeping

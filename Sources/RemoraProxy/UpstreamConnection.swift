@@ -7,15 +7,26 @@ import RemoraResilience
 /// An HTTP/1.1 connection to one upstream endpoint. While attached to a downstream
 /// connection it carries that exchange; between exchanges it waits in its worker's
 /// pool, where any byte or close from the peer retires it.
+///
+/// When the cluster's connection limit is reached it may start out *queued* (Envoy's
+/// pending request, within `http1MaxPendingRequests`): no socket yet, the request head and
+/// body buffer in `outBuf` (bounded as always), and the worker connects it once a connection
+/// slot frees up (`leaveQueue`). The exchange cannot tell the difference.
 final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     unowned(unsafe) let worker: ProxyWorker   // workers live for the process
-    let fd: Int32
+    /// -1 while queued.
+    private(set) var fd: Int32 = -1
     let endpoint: EndpointRef
     /// Upstream TLS (DestinationRule `tls`), nil for plain text; pooled connections are
     /// reused only for the same context.
     let tlsContext: TLSClientContext?
-    /// The cluster circuit breaker whose connection count this connection holds.
-    private let breaker: CircuitBreaker?
+    /// The cluster circuit breaker whose connection count this connection holds (while
+    /// queued: one of its pending requests).
+    let breaker: CircuitBreaker?
+    private let lifetime: ConnectionLifetime
+    private let connectTimeoutMs: Int
+    /// When the connection was opened (monotonic ms), for `maxConnectionDuration`.
+    private var bornMs: UInt64 = 0
     private var io: Transport
     private var registration = EventLoop.Registration.none
 
@@ -25,7 +36,7 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     private var writable = false
     private var peerHalfClosed = false
 
-    enum State { case connecting, handshaking, active, pooled, closed }
+    enum State { case queued, connecting, handshaking, active, pooled, closed }
     private(set) var state = State.connecting
     private var owner: ResponseSink?
     /// The request head said chunked: body bytes are chunk-framed on the way.
@@ -41,29 +52,65 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     private var body = BodyDecoder(framing: .none)
     private var requestMethod = Method.get
 
+    /// Connect timeout while connecting; idle (or remaining lifetime) while pooled.
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
-    static let poolIdleTimeoutMs = 60_000
 
-    private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, tls: TLSClientContext?, breaker: CircuitBreaker?) {
+    private init(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?, breaker: CircuitBreaker?,
+                 lifetime: ConnectionLifetime) {
         self.worker = worker
-        self.fd = fd
         self.endpoint = endpoint
         tlsContext = tls
         self.breaker = breaker
-        io = Transport(fd: fd, tls: nil)
+        self.lifetime = lifetime
+        self.connectTimeoutMs = connectTimeoutMs
+        io = Transport(fd: -1, tls: nil)
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
     }
 
     /// Starts connecting; nil if the connect failed at once.
     static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
-                        breaker: CircuitBreaker? = nil) -> UpstreamConnection? {
-        guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, tls: tls, breaker: breaker)
-        c.registration = worker.loop.register(fd: fd, events: IOEvents.connection, handler: c)
-        guard c.registration != .none else { Socket.close(fd); return nil }
-        worker.loop.arm(c.timer, afterMs: connectTimeoutMs)
+                        breaker: CircuitBreaker? = nil, lifetime: ConnectionLifetime = .default) -> UpstreamConnection? {
+        let c = UpstreamConnection(worker: worker, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls, breaker: breaker,
+                                   lifetime: lifetime)
+        return c.beginConnect() ? c : nil
+    }
+
+    /// A connection that waits for a slot under the cluster's connection limit. The caller
+    /// holds one of `breaker`'s pending requests for it, which it gives back when it connects
+    /// or closes; the worker keeps it in its queue meanwhile.
+    static func queued(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
+                       breaker: CircuitBreaker, lifetime: ConnectionLifetime) -> UpstreamConnection {
+        let c = UpstreamConnection(worker: worker, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls, breaker: breaker,
+                                   lifetime: lifetime)
+        c.state = .queued
         return c
+    }
+
+    private func beginConnect() -> Bool {
+        guard case .success(let s) = Socket.connect(endpoint.address) else { return false }
+        registration = worker.loop.register(fd: s, events: IOEvents.connection, handler: self)
+        guard registration != .none else { Socket.close(s); return false }
+        fd = s
+        io = Transport(fd: s, tls: nil)
+        bornMs = MonotonicClock.nowMilliseconds()
+        state = .connecting
+        worker.loop.arm(timer, afterMs: connectTimeoutMs)
+        return true
+    }
+
+    /// A queued connection got a connection slot (the worker acquired it): connect now.
+    func leaveQueue() {
+        guard state == .queued else { return }
+        breaker?.release(.pendingRequests)
+        state = .connecting   // holds the connection slot from here: close() gives it back
+        if !beginConnect() { fail(.connectFailed) }
+    }
+
+    /// Whether this connection may carry one more exchange (`maxRequestsPerConnection`,
+    /// `maxConnectionDuration`).
+    var canCarryMore: Bool {
+        lifetime.canCarryMore(requests: exchanges, bornMs: bornMs, nowMs: lifetime.maxDurationMs == nil ? 0 : MonotonicClock.nowMilliseconds())
     }
 
     private var headLimits: HTTP1Limits {
@@ -82,8 +129,10 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
     func enterPool() {
         owner = nil
         guard state == .active, inBuf.isEmpty, outBuf.isEmpty else { close(); return }
+        let wait = lifetime.idleWaitMs(bornMs: bornMs, nowMs: MonotonicClock.nowMilliseconds())
+        guard wait > 0 else { worker.forget(self); close(); return }
         state = .pooled
-        worker.loop.arm(timer, afterMs: UpstreamConnection.poolIdleTimeoutMs)
+        worker.loop.arm(timer, afterMs: wait)
         if readable { readLoop() }   // the peer may have closed while we were busy
     }
 
@@ -336,12 +385,20 @@ final class UpstreamConnection: EventHandler, DeferredTask, UpstreamRequest {
 
     func close() {
         guard state != .closed else { return }
+        let wasQueued = state == .queued
         state = .closed
         owner = nil
+        if wasQueued {
+            worker.dequeue(self)
+            breaker?.release(.pendingRequests)
+            return
+        }
         worker.loop.cancel(timer)
-        worker.loop.unregister(fd: fd, registration: registration)
-        io.closeNotify()
-        Socket.close(fd)
-        breaker?.release(.connections)
+        if fd >= 0 {
+            worker.loop.unregister(fd: fd, registration: registration)
+            io.closeNotify()
+            Socket.close(fd)
+        }
+        worker.connectionSlotFreed(breaker)
     }
 }

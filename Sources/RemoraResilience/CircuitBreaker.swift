@@ -170,8 +170,9 @@ public final class CircuitBreaker: Sendable {
     public func count(_ r: BreakerResource) -> Int { withCounter(r) { $0.load(ordering: .relaxed) } }
 
     /// Takes one unit of `r` unless that would pass its limit; on overflow counts the Envoy
-    /// stat (`r.overflowStatName`) and returns false.
-    public func tryAcquire(_ r: BreakerResource) -> Bool {
+    /// stat (`r.overflowStatName`, unless `countingOverflow` is false: a pending request
+    /// looking again for a slot is not a new overflow) and returns false.
+    public func tryAcquire(_ r: BreakerResource, countingOverflow: Bool = true) -> Bool {
         let limit = self.limit(r)
         let acquired = withCounter(r) { c -> Bool in
             var current = c.load(ordering: .relaxed)
@@ -182,7 +183,7 @@ public final class CircuitBreaker: Sendable {
                 current = original
             }
         }
-        if !acquired {
+        if !acquired && countingOverflow {
             switch r {
             case .connections: stats.cxOverflow.wrappingAdd(1, ordering: .relaxed)
             case .pendingRequests, .requests: stats.rqPendingOverflow.wrappingAdd(1, ordering: .relaxed)

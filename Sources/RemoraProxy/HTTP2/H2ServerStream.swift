@@ -219,9 +219,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         let us: UpstreamRequest
         switch worker.openUpstream(f) {
         case .ready(let u, _): us = u
-        case .overflow:
-            worker.stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
-            return answerLocally(.overflow)
+        case .overflow: return answerLocally(.overflow)
         case .failed: return upstreamFailed(.connectFailed, reused: false)
         }
         upstream = us

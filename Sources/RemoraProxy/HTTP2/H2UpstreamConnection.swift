@@ -17,6 +17,11 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     let tlsContext: TLSClientContext?
     /// The cluster circuit breaker whose connection count this connection holds.
     private let breaker: CircuitBreaker?
+    private let lifetime: ConnectionLifetime
+    /// When the connection was opened (monotonic ms), for `maxConnectionDuration`.
+    private let bornMs = MonotonicClock.nowMilliseconds()
+    /// Streams ever handed out, for `maxRequestsPerConnection`.
+    private var opened = 0
     private var io: Transport
     private var registration = EventLoop.Registration.none
     private(set) var session: H2Session!
@@ -34,12 +39,13 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     private var everConnected = false
     var fields = H2FieldList()
 
+    /// Connect timeout while connecting; idle timeout (or remaining lifetime) with no stream.
     private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
-    static let idleTimeoutMs = 60_000
 
     private init(worker: ProxyWorker, fd: Int32, endpoint: EndpointRef, maxStreams: Int?, tls: TLSClientContext?,
-                 breaker: CircuitBreaker?) {
+                 breaker: CircuitBreaker?, lifetime: ConnectionLifetime) {
         self.breaker = breaker
+        self.lifetime = lifetime
         self.worker = worker
         self.fd = fd
         self.endpoint = endpoint
@@ -51,9 +57,10 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     }
 
     static func connect(worker: ProxyWorker, endpoint: EndpointRef, connectTimeoutMs: Int, maxStreams: Int?,
-                        tls: TLSClientContext?, breaker: CircuitBreaker? = nil) -> H2UpstreamConnection? {
+                        tls: TLSClientContext?, breaker: CircuitBreaker? = nil, lifetime: ConnectionLifetime = .default) -> H2UpstreamConnection? {
         guard case .success(let fd) = Socket.connect(endpoint.address) else { return nil }
-        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams, tls: tls, breaker: breaker)
+        let c = H2UpstreamConnection(worker: worker, fd: fd, endpoint: endpoint, maxStreams: maxStreams, tls: tls, breaker: breaker,
+                                     lifetime: lifetime)
         var settings = H2Settings()
         let limits = worker.limits
         settings.initialStreamWindow = limits.http2StreamWindowBytes
@@ -67,14 +74,21 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         return c
     }
 
-    /// Whether one more exchange may use this connection.
+    /// Whether one more exchange may use this connection (stream limits, and its lifetime:
+    /// past `maxRequestsPerConnection` or `maxConnectionDuration` it only finishes what it carries).
     var hasRoom: Bool {
         guard state != .closed, session.canOpenStream else { return false }
-        return load < min(session.remoteMaxConcurrentStreams, maxStreams ?? Int.max)
+        guard load < min(session.remoteMaxConcurrentStreams, maxStreams ?? Int.max) else { return false }
+        return canCarryMore
+    }
+
+    private var canCarryMore: Bool {
+        lifetime.canCarryMore(requests: opened, bornMs: bornMs, nowMs: lifetime.maxDurationMs == nil ? 0 : MonotonicClock.nowMilliseconds())
     }
 
     func newStream() -> H2UpstreamStream {
         load += 1
+        opened += 1
         if state == .active { worker.loop.cancel(timer) }   // the idle timer (connecting: the connect timer stays)
         return H2UpstreamStream(connection: self)
     }
@@ -85,10 +99,15 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
     func finished(_ s: H2UpstreamStream) {
         if s.id >= 0 { streams.removeValue(forKey: s.id) }
         load -= 1
-        if load == 0 && state == .active {
-            if worker.draining { close(); return }
-            worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs)
-        }
+        if load == 0 && state == .active { becameIdle() }
+    }
+
+    /// No stream left: close if draining or retired, else wait for the idle timeout (or the
+    /// end of the connection's lifetime, if sooner).
+    private func becameIdle() {
+        let wait = lifetime.idleWaitMs(bornMs: bornMs, nowMs: MonotonicClock.nowMilliseconds())
+        if worker.draining || wait == 0 || !canCarryMore { close(); return }
+        worker.loop.arm(timer, afterMs: wait)
     }
 
     // MARK: events
@@ -136,7 +155,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         state = .active
         everConnected = true
         worker.loop.cancel(timer)
-        if load == 0 { worker.loop.arm(timer, afterMs: H2UpstreamConnection.idleTimeoutMs) }
+        if load == 0 { becameIdle() }
     }
 
     func runDeferred() {
@@ -236,7 +255,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2SessionDelegate 
         worker.loop.unregister(fd: fd, registration: registration)
         io.closeNotify()
         Socket.close(fd)
-        breaker?.release(.connections)
+        worker.connectionSlotFreed(breaker)
         worker.forget(self)
         let open = streams
         streams.removeAll()
