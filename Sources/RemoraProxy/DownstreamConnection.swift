@@ -282,7 +282,8 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         sniffing = false
         worker.loop.cancel(timer)
         worker.loop.unregister(fd: fd, registration: registration)
-        TCPProxyConnection(worker: worker, clientFD: fd, initial: inBuf.readable, target: target)
+        TCPProxyConnection(worker: worker, clientFD: fd, initial: inBuf.readable, target: target,
+                           timeouts: worker.tcpTimeouts(port: target.port))
         inBuf.clear()
         outBuf.clear()
         worker.closed(self)

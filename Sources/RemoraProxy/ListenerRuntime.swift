@@ -49,7 +49,8 @@ final class ListenerRuntime: EventHandler {
         // Inbound: the application listens on the original port, on loopback.
         let target = spec.kind == .meshInbound ? (SocketAddress(host: "127.0.0.1", port: orig.port) ?? orig) : orig
         if worker.state.tcpPorts.contains(orig.port) || Sniff.serverFirstPorts.contains(orig.port) {
-            TCPProxyConnection(worker: worker, clientFD: cfd, initial: UnsafeRawBufferPointer(start: nil, count: 0), target: target)
+            TCPProxyConnection(worker: worker, clientFD: cfd, initial: UnsafeRawBufferPointer(start: nil, count: 0), target: target,
+                               timeouts: worker.tcpTimeouts(port: orig.port))
             return
         }
         let c = DownstreamConnection(worker: worker, fd: cfd, peer: peer, listener: self)

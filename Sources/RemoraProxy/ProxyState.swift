@@ -71,12 +71,15 @@ public final class ProxyState: Sendable {
         self.version = version
         var tcp = Set<Int>()
         for se in snapshot.config.serviceEntries {
-            for p in se.spec.ports where !["HTTP", "HTTP2", "GRPC", "GRPC-WEB"].contains(p.protocol ?? "HTTP") {
+            for p in se.spec.ports where !ProxyState.httpProtocols.contains(p.protocol ?? "HTTP") {
                 tcp.insert(p.number)
             }
         }
         tcpPorts = tcp
     }
+
+    /// ServiceEntry port protocols carried as HTTP; every other one is proxied as plain TCP.
+    static let httpProtocols: Set<String> = ["HTTP", "HTTP2", "GRPC", "GRPC-WEB"]
 
     /// Whether every cluster resolved to the same addresses (a DNS refresh changed nothing).
     func sameEndpoints(as other: ProxyState) -> Bool {

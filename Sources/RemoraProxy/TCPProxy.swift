@@ -5,18 +5,26 @@ import RemoraIO
 /// they come, each direction bounded by `bufferLimitBytes` (a side whose peer's buffer is
 /// full stops reading), half-close passed on, the connection ends when both directions
 /// have ended. For captured connections that are not HTTP: ports declared TCP, MySQL,
-/// Redis, … and server-first or unrecognised protocols.
+/// Redis, … and server-first or unrecognised protocols. It also ends after `timeouts.idleMs`
+/// without a byte either way, or at `timeouts.maxDurationMs` (one timer, re-armed from the
+/// last activity when it fires, so bytes cost a clock read, not a timer update).
 final class TCPProxyConnection: DownstreamHandle {
     unowned(unsafe) let worker: ProxyWorker
     private let client: TCPSide
     private let server: TCPSide
     private var closed = false
+    private let timeouts: TCPTimeouts
+    private let bornMs = MonotonicClock.nowMilliseconds()
+    fileprivate var lastActivityMs: UInt64
+    private lazy var timer = LoopTimer { [unowned self] in self.timerFired() }
 
     /// Takes over the accepted `fd` (with bytes already read from it) and connects to `target`.
     @discardableResult
-    init?(worker: ProxyWorker, clientFD: Int32, initial: UnsafeRawBufferPointer, target: SocketAddress) {
+    init?(worker: ProxyWorker, clientFD: Int32, initial: UnsafeRawBufferPointer, target: SocketAddress, timeouts: TCPTimeouts) {
         guard case .success(let ufd) = Socket.connect(target) else { Socket.close(clientFD); return nil }
         self.worker = worker
+        self.timeouts = timeouts
+        lastActivityMs = bornMs
         client = TCPSide(fd: clientFD, pool: worker.buffers, connected: true)
         server = TCPSide(fd: ufd, pool: worker.buffers, connected: false)
         client.owner = self
@@ -27,8 +35,20 @@ final class TCPProxyConnection: DownstreamHandle {
         guard client.register(worker.loop), server.register(worker.loop) else { closeBoth(); return }
         worker.accepted(self)
         worker.tcp.opened += 1
+        armTimer(now: bornMs)
         client.readable = true
         client.pump()
+    }
+
+    private func armTimer(now: UInt64) {
+        let end = timeouts.deadline(bornMs: bornMs, lastActivityMs: lastActivityMs)
+        worker.loop.arm(timer, afterMs: end > now ? Int(end - now) : 0)
+    }
+
+    private func timerFired() {
+        guard !closed else { return }
+        let now = MonotonicClock.nowMilliseconds()
+        if now >= timeouts.deadline(bornMs: bornMs, lastActivityMs: lastActivityMs) { closeBoth() } else { armTimer(now: now) }
     }
 
     var limit: Int { worker.limits.bufferLimitBytes }
@@ -43,6 +63,7 @@ final class TCPProxyConnection: DownstreamHandle {
     fileprivate func closeBoth() {
         guard !closed else { return }
         closed = true
+        worker.loop.cancel(timer)
         client.close(loop: worker.loop)
         server.close(loop: worker.loop)
         worker.tcp.closed += 1
@@ -106,6 +127,7 @@ private final class TCPSide: EventHandler {
             switch Socket.read(fd, into: peer.outBuf.reserve(want), count: want) {
             case .bytes(let n):
                 peer.outBuf.commit(n)
+                owner.lastActivityMs = MonotonicClock.nowMilliseconds()
                 if peer === owner.serverSide { owner.worker.tcp.received += n } else { owner.worker.tcp.sent += n }
                 peer.flush()
             case .wouldBlock:

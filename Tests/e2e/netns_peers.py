@@ -309,6 +309,35 @@ def cmd_stream_client(a) -> int:
     return _run_client(run, a)
 
 
+def cmd_idle_client(a) -> int:
+    """Keeps a connection busy (a line echoed every 0.2 s) for --active seconds, then goes
+    quiet and reports how long the connection stayed open (until EOF from the other side)."""
+    def run(a):
+        s = socket.create_connection((a.host, a.port), timeout=5)
+        try:
+            buf = bytearray()
+            t_end = time.monotonic() + a.active
+            echoed = 0
+            while time.monotonic() < t_end:
+                s.sendall(b"ping\n")
+                if _read_line(s, buf, time.monotonic() + 5) != b"ping\n":
+                    raise Fail("echo mismatch")
+                echoed += 1
+                time.sleep(0.2)
+            quiet = time.monotonic()
+            s.settimeout(a.wait)
+            try:
+                closed = s.recv(65536) == b""
+            except socket.timeout:
+                closed = False
+            except ConnectionResetError:
+                closed = True
+            return {"echoed": echoed, "closed": closed, "quiet_seconds": round(time.monotonic() - quiet, 2)}
+        finally:
+            s.close()
+    return _run_client(run, a)
+
+
 def cmd_wait_port(a) -> int:
     deadline = time.monotonic() + a.timeout
     while True:
@@ -388,6 +417,11 @@ def main(argv=None) -> int:
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--http-prefix", action="store_true")
     p.add_argument("--ss", action="store_true")
+    p = sub.add_parser("idle-client")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--active", type=float, default=2.0)
+    p.add_argument("--wait", type=float, default=5.0)
     p = sub.add_parser("wait-port")
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
@@ -397,7 +431,7 @@ def main(argv=None) -> int:
     return {
         "capture": cmd_capture, "tcp-server": cmd_tcp_server, "line-client": cmd_line_client,
         "server-first-client": cmd_server_first_client, "stream-client": cmd_stream_client,
-        "wait-port": cmd_wait_port, "selftest": lambda _a: selftest(),
+        "wait-port": cmd_wait_port, "idle-client": cmd_idle_client, "selftest": lambda _a: selftest(),
     }[a.cmd](a)
 
 

@@ -451,7 +451,20 @@ def _sidecar_config(net: PodNet) -> list[dict]:
                  "ports": [{"number": 6379, "name": "redis", "protocol": "REDIS"}],
                  "resolution": "STATIC", "endpoints": [{"address": r}]},
     }
-    return [proxy, http_se("adservice", 8081), http_se("adservice-myfeature", 8082), vs, redis]
+    # a plain TCP port whose DestinationRule sets Envoy's tcp_proxy idle timeout
+    idle_tcp = {
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "idle-tcp", "namespace": "default"},
+        "spec": {"hosts": ["idle.remote"], "addresses": [f"{r}/32"],
+                 "ports": [{"number": 6380, "name": "tcp", "protocol": "TCP"}],
+                 "resolution": "STATIC", "endpoints": [{"address": r}]},
+    }
+    idle_dr = {
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "idle-tcp", "namespace": "default"},
+        "spec": {"host": "idle.remote", "trafficPolicy": {"connectionPool": {"tcp": {"idleTimeout": "1s"}}}},
+    }
+    return [proxy, http_se("adservice", 8081), http_se("adservice-myfeature", 8082), vs, redis, idle_tcp, idle_dr]
 
 
 def _binary_for_proxy_uid(bin_path: Path, share: Path) -> Path:
@@ -494,6 +507,7 @@ def sidecar(remora_bin, tmp_path_factory):
         net.start_peer(net.remote, "server-first-5999", "tcp-server", "--port", "5999",
                        "--greeting", OTHER_GREETING)
         net.start_peer(net.remote, "redis-like", "tcp-server", "--port", "6379")
+        net.start_peer(net.remote, "idle-tcp", "tcp-server", "--port", "6380")
         # inside the pod: the application (root) on 8080, the rules, the sidecar (uid 1337)
         app = net.pm.start("echo-app", net.cmd(net.pod, [remora_bin, "echo", "--listen", "0.0.0.0:8080",
                                                          "--name", "app"]))
@@ -629,3 +643,17 @@ def test_e_declared_tcp_port_proxied_as_plain_bytes(sidecar):
     assert re.search(r"^istio_tcp_connections_opened_total[{ ]", metrics, re.M), \
         _why(sidecar, "no istio_tcp_connections_opened_total:\n"
              + "\n".join(ln for ln in metrics.splitlines() if ln.startswith("istio_tcp")))
+
+
+def test_e_tcp_idle_timeout_from_destination_rule(sidecar):
+    """DestinationRule connectionPool.tcp.idleTimeout 1s on a declared TCP port: a
+    connection echoing a line every 0.2 s for 2.5 s stays up (activity resets the timer),
+    then, quiet, is closed by the proxy about 1 s later; the default (1 h) is not hit by
+    the 6379 stream test."""
+    net = sidecar.net
+    res = net.client(net.pod, "idle-client", "--host", net.remote_ip, "--port", "6380",
+                     "--active", "2.5", "--wait", "5", timeout=30)
+    assert "error" not in res, _why(sidecar, f"{res}")
+    assert res["echoed"] >= 10, res
+    assert res["closed"] and 0.8 <= res["quiet_seconds"] <= 2.5, _why(
+        sidecar, f"want the proxy to close the quiet connection ~1 s after the last byte: {res}")
