@@ -364,7 +364,7 @@ extension DownstreamConnection {
             if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
                let cluster = attempts?.forwarding.cluster,
                let us = worker.connectFresh(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
-                                            breaker: cluster.resilience?.breaker, lifetime: cluster.spec.connectionLifetime) {
+                                            breaker: cluster.resilience?.breaker, lifetime: cluster.lifetime) {
                 // A keep-alive connection closed under us before answering: try once more, fresh.
                 retried = true
                 upstream = us

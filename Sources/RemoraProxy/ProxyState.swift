@@ -28,9 +28,12 @@ public final class ClusterTarget: Sendable {
     /// Circuit breaker, outlier detection and load-balancing state, shared by every worker
     /// (host i is endpoints[i]); kept across reloads by cluster name. nil for passthrough.
     let resilience: ClusterResilience?
+    /// Upstream connection idle timeout, maximum duration and requests (worked out once).
+    let lifetime: ConnectionLifetime
 
     init(spec: ClusterSpec, endpoints: [EndpointRef], tls: UpstreamTLS?, stats: StatsIDs, resilience: ClusterResilience?) {
         self.spec = spec
+        lifetime = spec.connectionLifetime
         self.endpoints = endpoints
         self.tls = tls
         self.stats = stats

@@ -182,7 +182,7 @@ final class ProxyWorker {
     func openUpstream(_ f: Forwarding) -> UpstreamOpen {
         let timeout = f.cluster.spec.connectTimeoutMs
         let breaker = f.cluster.resilience?.breaker
-        let lifetime = f.cluster.spec.connectionLifetime
+        let lifetime = f.cluster.lifetime
         if f.http2 {
             guard let s = h2Stream(f.endpoint, connectTimeoutMs: timeout, maxStreams: f.cluster.spec.maxStreamsPerConnection,
                                    tls: f.tls, breaker: breaker, lifetime: lifetime) else {
