@@ -230,7 +230,8 @@ public final class ProxyRuntime: AdminHost {
                           type: "counter", value: Double(tcp.received)),
                          (name: "istio_tcp_sent_bytes_total", help: "Bytes sent to clients of plain TCP connections.",
                           type: "counter", value: Double(tcp.sent))]
-            reply(PrometheusText.render(merged, names: names, config: config, extra: extra) + self.outlierMetrics())
+            reply(PrometheusText.render(merged, names: names, config: config, extra: extra)
+                  + ClusterGauges.render(self.registry.allResilience()))
         }
         guard pending > 0 else { return finish() }
         for w in workers {
@@ -247,24 +248,6 @@ public final class ProxyRuntime: AdminHost {
                 }
             }
         }
-    }
-
-    /// Outlier detection's process-wide numbers, per cluster (Envoy's names, SPEC §5).
-    private func outlierMetrics() -> String {
-        let detectors = registry.allResilience().compactMap { r in r.outlier.map { (r.name, $0) } }.sorted { $0.0 < $1.0 }
-        guard !detectors.isEmpty else { return "" }
-        func label(_ s: String) -> String {
-            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-        }
-        var out = "# HELP remora_cluster_outlier_detection_ejections_active Endpoints ejected now.\n"
-        out += "# TYPE remora_cluster_outlier_detection_ejections_active gauge\n"
-        for (name, d) in detectors { out += "remora_cluster_outlier_detection_ejections_active{cluster=\"\(label(name))\"} \(d.activeEjections)\n" }
-        out += "# HELP remora_cluster_outlier_detection_ejections_enforced_total Ejections enforced.\n"
-        out += "# TYPE remora_cluster_outlier_detection_ejections_enforced_total counter\n"
-        for (name, d) in detectors {
-            out += "remora_cluster_outlier_detection_ejections_enforced_total{cluster=\"\(label(name))\"} \(d.ejectionsEnforcedTotal)\n"
-        }
-        return out
     }
 
     public func clustersJSON() -> ConfigValue {

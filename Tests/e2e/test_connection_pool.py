@@ -24,7 +24,7 @@ import pytest
 
 from backends import RecordingBackend
 from harness import http_request
-from test_resilience import HOST, access_log_lines, dr, se, start_proxy, vs
+from test_resilience import HOST, access_log_lines, cluster_stats, dr, se, start_proxy, vs
 
 
 def _proxy_to(env, backend_port: int, pool: dict | None, protocol: str = "HTTP", timeout: str | None = None,
@@ -192,6 +192,8 @@ def test_pending_request_queued_then_abandoned_by_client(env):
     s.sendall(f"GET /delay/100 HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
     time.sleep(0.3)
     queued = _breaker(px)
+    gauges = cluster_stats(px)
+    assert gauges.get("upstream_rq_pending_active") == 1 and gauges.get("upstream_cx_active") == 1, gauges
     s.close()   # queued behind the first request: abandoned
     time.sleep(0.2)
     left = _breaker(px)
