@@ -44,6 +44,20 @@ public struct TrafficPolicy: Sendable, Hashable {
     public var portLevelSettings: [PortTrafficPolicy]
     public var tunnel: TunnelSettings?
     public var proxyProtocol: ProxyProtocol?
+    public var retryBudget: RetryBudget?
+
+    /// Envoy's `retry_budget`: the retries in flight may be `percent` % of the requests in
+    /// flight, never fewer than `minRetryConcurrency`. When set it replaces
+    /// `connectionPool.http.maxRetries`. nil fields: Istio's defaults, 20 % and 3.
+    public struct RetryBudget: Sendable, Hashable {
+        public var percent: Double?
+        public var minRetryConcurrency: Int?
+
+        static func decode(_ r: ObjectReader) -> RetryBudget {
+            RetryBudget(percent: r.double("percent", min: 0, max: 100),
+                        minRetryConcurrency: r.int("minRetryConcurrency", min: 0, max: Int(UInt32.max)))
+        }
+    }
 
     static func decode(_ r: ObjectReader) -> TrafficPolicy {
         TrafficPolicy(loadBalancer: r.object("loadBalancer", LoadBalancerSettings.decode),
@@ -52,7 +66,8 @@ public struct TrafficPolicy: Sendable, Hashable {
                       tls: r.object("tls", ClientTLSSettings.decode),
                       portLevelSettings: r.objectList("portLevelSettings", PortTrafficPolicy.decode) ?? [],
                       tunnel: r.object("tunnel", TunnelSettings.decode),
-                      proxyProtocol: r.object("proxyProtocol") { p in ProxyProtocol(version: p.enumValue("version", ["V1", "V2"])) })
+                      proxyProtocol: r.object("proxyProtocol") { p in ProxyProtocol(version: p.enumValue("version", ["V1", "V2"])) },
+                      retryBudget: r.object("retryBudget", RetryBudget.decode))
     }
 
     /// The policy for one port: port-level settings replace whole sections of the top level, as in Istio.
