@@ -115,7 +115,10 @@ public struct RetryConditions: OptionSet, Sendable, Hashable {
 ///   `perTryTimeout` included, is dropped (Istio returns no Envoy retry policy).
 /// - `retryOn`: comma-separated tokens and HTTP status codes; any status code turns on
 ///   `retriable-status-codes`. Parsed once here (RemoraConfig has rejected unknown tokens).
-/// - Backoff: Envoy's fully jittered exponential backoff, base 25 ms, cap 10 × base (250 ms).
+/// - `retryIgnorePreviousHosts`: when written it decides the previous-hosts predicate; absent,
+///   Istio's default (on, off with a consistent-hash load balancer).
+/// - Backoff: Envoy's fully jittered exponential backoff, base `backoff` (25 ms when absent),
+///   cap 10 × base (Envoy's default `max_interval`).
 public struct RetryPolicy: Sendable, Hashable {
     /// Retries allowed after the first attempt (Istio `attempts`).
     public var numRetries: Int
@@ -157,11 +160,9 @@ public struct RetryPolicy: Sendable, Hashable {
                     ignorePreviousHosts: !consistentHash)
     }
 
-    /// Compiles a route's `retries` as Istio does. `ignorePreviousHosts` and `backoffBaseMs`
-    /// are Istio's `retryIgnorePreviousHosts` and `backoff` (decoded by RemoraConfig, not
-    /// used here yet). Unknown `retryOn` tokens are skipped here (RemoraConfig's validation
-    /// reports them).
-    public init(_ retry: HTTPRetry?, consistentHash: Bool = false, ignorePreviousHosts: Bool? = nil, backoffBaseMs: Int? = nil) {
+    /// Compiles a route's `retries` as Istio does. `consistentHash`: the destination's load
+    /// balancer hashes, so the previous-hosts predicate is off unless the route turns it on.
+    public init(_ retry: HTTPRetry?, consistentHash: Bool = false) {
         guard let retry else {
             self = .istioDefault(consistentHash: consistentHash)
             return
@@ -181,7 +182,8 @@ public struct RetryPolicy: Sendable, Hashable {
         }
         self.init(numRetries: attempts, conditions: conditions, retriableStatusCodes: codes,
                   perTryTimeoutMs: retry.perTryTimeout.map(\.milliseconds),
-                  ignorePreviousHosts: ignorePreviousHosts ?? !consistentHash, backoffBaseMs: backoffBaseMs ?? 25)
+                  ignorePreviousHosts: retry.retryIgnorePreviousHosts ?? !consistentHash,
+                  backoffBaseMs: retry.backoff.map(\.milliseconds) ?? 25)
     }
 
     public var isEnabled: Bool { numRetries > 0 }
