@@ -5,9 +5,9 @@ import RemoraConfig
 // milliseconds, randomness as UInt64 values, so everything is deterministic under test.
 // Cross-worker state uses `Synchronization` atomics (and one mutex for ejections).
 //
-// Subset-level traffic policies: RemoraPolicy's `ClusterBuilder` already merges the subset's
-// `trafficPolicy` over the host's and applies port-level settings; the result is
-// `ClusterSpec.trafficPolicy`, which is what `ResilienceSettings(_:)` takes. No merging here.
+// Subset-level and port-level traffic policies: RemoraPolicy merges them as Istio does
+// (`TrafficPolicy.merged`); the result is `ClusterSpec.trafficPolicy`, which is what
+// `ResilienceSettings(_:)` takes. No merging here.
 
 /// Everything this layer compiles from a cluster's traffic policy.
 public struct ResilienceSettings: Sendable, Hashable {

@@ -70,16 +70,19 @@ public struct TrafficPolicy: Sendable, Hashable {
                       retryBudget: r.object("retryBudget", RetryBudget.decode))
     }
 
-    /// The policy for one port: port-level settings replace whole sections of the top level, as in Istio.
-    public func forPort(_ port: Int?) -> TrafficPolicy {
-        guard let port, let pl = portLevelSettings.first(where: { $0.port?.number == port }) else { return self }
-        var out = self
-        if let v = pl.loadBalancer { out.loadBalancer = v }
-        if let v = pl.connectionPool { out.connectionPool = v }
-        if let v = pl.outlierDetection { out.outlierDetection = v }
-        if let v = pl.tls { out.tls = v }
-        out.portLevelSettings = []
-        return out
+    /// The policy for one port, as Istio's `GetPortLevelTrafficPolicy`: a `portLevelSettings`
+    /// entry for `port` *replaces* the policy — its four sections (load balancer, connection
+    /// pool, outlier detection, TLS) are taken as written, a section it omits is nil (the
+    /// default, not the top level's), and nothing else of the top level is kept. Without such
+    /// an entry the policy itself. `portLevel` says which; the result has no port-level settings.
+    public func forPort(_ port: Int) -> (policy: TrafficPolicy, portLevel: Bool) {
+        guard let pl = portLevelSettings.first(where: { $0.port?.number == port }) else {
+            var out = self
+            out.portLevelSettings = []
+            return (out, false)
+        }
+        return (TrafficPolicy(loadBalancer: pl.loadBalancer, connectionPool: pl.connectionPool, outlierDetection: pl.outlierDetection,
+                              tls: pl.tls, portLevelSettings: [], tunnel: nil, proxyProtocol: nil, retryBudget: nil), true)
     }
 }
 
