@@ -31,8 +31,9 @@ public struct ClusterSpec: Sendable, Hashable {
     public var resolution: ClusterResolution
     /// DestinationRule connectionPool.tcp.connectTimeout, default 10_000.
     public var connectTimeoutMs: Int
-    /// The DestinationRule policy in force for this host, port and subset (subset and port-level
-    /// settings merged over the top level), for load balancing, circuit breaking, outlier detection, TLS.
+    /// The DestinationRule policy in force for this host, port and subset (`TrafficPolicy.merged`:
+    /// Istio's port-level, then subset, order), for load balancing, circuit breaking, outlier
+    /// detection, TLS and the retry budget. Its `portLevelSettings` are resolved (empty).
     public var trafficPolicy: TrafficPolicy?
     /// The ServiceEntry port's protocol (HTTP, GRPC, TCP, …) when a ServiceEntry defines the host.
     public var serviceProtocol: String?
@@ -137,13 +138,9 @@ final class ClusterBuilder {
         if let i = index[key] { return i }
 
         let dr = destinationRule(for: d.host, namespace: namespace)
-        var policy = dr?.1.spec.trafficPolicy
-        var subsetLabels: [String: String] = [:]
-        if let sub = d.subset, let s = dr?.1.spec.subsets.first(where: { $0.name == sub }) {
-            subsetLabels = s.labels
-            if let sp = s.trafficPolicy { policy = merge(policy, sp) }
-        }
-        policy = policy?.forPort(number)
+        let subset = d.subset.flatMap { name in dr?.1.spec.subsets.first { $0.name == name } }
+        let subsetLabels = subset?.labels ?? [:]
+        let policy = TrafficPolicy.merged(destination: dr?.1.spec.trafficPolicy, subset: subset?.trafficPolicy, port: number)
         let connectTimeoutMs = policy?.connectionPool?.tcp?.connectTimeout?.milliseconds ?? 10_000
 
         var resolution: ClusterResolution = .dns(host: d.host, port: number)
@@ -202,19 +199,6 @@ final class ClusterBuilder {
         guard let i = lookup(host, namespace: namespace, exact: ruleIndex, wildcards: ruleWildcards, in: rules),
               let dr = rules[i].destinationRule else { return nil }
         return (rules[i], dr)
-    }
-
-    /// Subset policy over the DestinationRule's: each section set in the subset replaces the top-level one.
-    private func merge(_ base: TrafficPolicy?, _ over: TrafficPolicy) -> TrafficPolicy {
-        guard var out = base else { return over }
-        if let v = over.loadBalancer { out.loadBalancer = v }
-        if let v = over.connectionPool { out.connectionPool = v }
-        if let v = over.outlierDetection { out.outlierDetection = v }
-        if let v = over.tls { out.tls = v }
-        if !over.portLevelSettings.isEmpty { out.portLevelSettings = over.portLevelSettings }
-        if let v = over.tunnel { out.tunnel = v }
-        if let v = over.proxyProtocol { out.proxyProtocol = v }
-        return out
     }
 }
 func joinPath2(_ base: String, _ key: String) -> String { base.isEmpty ? key : base + "." + key }

@@ -41,7 +41,7 @@ struct TCPTimeouts: Sendable, Equatable {
                     guard let h = r.destinationRule?.spec.host else { return false }
                     return se.hosts.contains { HostNames.sameService(h, namespace: r.namespace, $0, namespace: entry.namespace) }
                 }
-                guard let policy = rule?.destinationRule?.spec.trafficPolicy?.forPort(port.number) else { continue }
+                guard let policy = rule?.destinationRule?.spec.trafficPolicy?.forPort(port.number).policy else { continue }
                 out[port.number] = TCPTimeouts(policy.connectionPool?.tcp)
             }
         }

@@ -15,6 +15,12 @@ public struct RetryBudget: Sendable, Hashable {
         self.percent = percent
         self.minRetryConcurrency = minRetryConcurrency
     }
+
+    /// Istio's defaults for what the block leaves out: 20 %, and 3 retries (a written 0 too:
+    /// Istio cannot tell it from an absent proto3 integer).
+    public init(_ config: TrafficPolicy.RetryBudget) {
+        self.init(percent: config.percent ?? 20, minRetryConcurrency: config.minRetryConcurrency.flatMap { $0 > 0 ? $0 : nil } ?? 3)
+    }
 }
 
 /// Circuit breaker thresholds for one cluster (Envoy's `circuit_breakers.thresholds`, as
@@ -44,14 +50,15 @@ public struct CircuitBreakerThresholds: Sendable, Hashable {
         self.maxRequestsPerConnection = maxRequestsPerConnection
     }
 
-    /// From a (subset/port merged) `connectionPool`. Istio passes 0 through for
-    /// `maxConnections` etc. only when written; RemoraConfig keeps absent fields nil → unlimited.
-    public init(_ pool: ConnectionPoolSettings?, retryBudget: RetryBudget? = nil) {
+    /// From a cluster's merged policy (`ClusterSpec.trafficPolicy`): its `connectionPool` and
+    /// `retryBudget`. As Istio, a 0 (indistinguishable from absent in proto3) is unlimited.
+    public init(_ policy: TrafficPolicy?) {
+        let pool = policy?.connectionPool
         self.init(maxConnections: pool?.tcp?.maxConnections.flatMap { $0 > 0 ? $0 : nil } ?? unlimitedThreshold,
                   maxPendingRequests: pool?.http?.http1MaxPendingRequests.flatMap { $0 > 0 ? $0 : nil } ?? unlimitedThreshold,
                   maxRequests: pool?.http?.http2MaxRequests.flatMap { $0 > 0 ? $0 : nil } ?? unlimitedThreshold,
                   maxRetries: pool?.http?.maxRetries.flatMap { $0 > 0 ? $0 : nil } ?? unlimitedThreshold,
-                  retryBudget: retryBudget,
+                  retryBudget: policy?.retryBudget.map(RetryBudget.init),
                   maxRequestsPerConnection: pool?.http?.maxRequestsPerConnection.flatMap { $0 > 0 ? $0 : nil })
     }
 

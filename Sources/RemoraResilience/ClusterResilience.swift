@@ -5,9 +5,9 @@ import RemoraConfig
 // milliseconds, randomness as UInt64 values, so everything is deterministic under test.
 // Cross-worker state uses `Synchronization` atomics (and one mutex for ejections).
 //
-// Subset-level traffic policies: RemoraPolicy's `ClusterBuilder` already merges the subset's
-// `trafficPolicy` over the host's and applies port-level settings; the result is
-// `ClusterSpec.trafficPolicy`, which is what `ResilienceSettings(_:)` takes. No merging here.
+// Subset-level and port-level traffic policies: RemoraPolicy merges them as Istio does
+// (`TrafficPolicy.merged`); the result is `ClusterSpec.trafficPolicy`, which is what
+// `ResilienceSettings(_:)` takes. No merging here.
 
 /// Everything this layer compiles from a cluster's traffic policy.
 public struct ResilienceSettings: Sendable, Hashable {
@@ -23,11 +23,10 @@ public struct ResilienceSettings: Sendable, Hashable {
         self.outlier = outlier
     }
 
-    /// From the cluster's merged policy (`ClusterSpec.trafficPolicy`). `retryBudget` is the
-    /// DestinationRule's `trafficPolicy.retryBudget`, which RemoraConfig does not decode yet.
-    public init(_ policy: TrafficPolicy?, retryBudget: RetryBudget? = nil) {
+    /// From the cluster's merged policy (`ClusterSpec.trafficPolicy`).
+    public init(_ policy: TrafficPolicy?) {
         self.init(loadBalancer: LoadBalancerPolicy(policy?.loadBalancer),
-                  thresholds: CircuitBreakerThresholds(policy?.connectionPool, retryBudget: retryBudget),
+                  thresholds: CircuitBreakerThresholds(policy),
                   outlier: policy?.outlierDetection.map(OutlierSettings.init))
     }
 }
@@ -64,8 +63,8 @@ public final class ClusterResilience: Sendable {
     }
 
     /// Convenience: from a cluster's merged traffic policy.
-    public convenience init(name: String, policy: TrafficPolicy?, endpoints: [EndpointDescriptor], retryBudget: RetryBudget? = nil) {
-        self.init(name: name, settings: ResilienceSettings(policy, retryBudget: retryBudget), endpoints: endpoints)
+    public convenience init(name: String, policy: TrafficPolicy?, endpoints: [EndpointDescriptor]) {
+        self.init(name: name, settings: ResilienceSettings(policy), endpoints: endpoints)
     }
 
     /// The same cluster with new endpoints.
@@ -86,7 +85,8 @@ public final class ClusterResilience: Sendable {
     }
 
     /// The retry policy of a route sending to this cluster (Istio drops the previous-hosts
-    /// predicate from its defaults when the destination uses consistent hashing).
+    /// predicate from its defaults when the destination uses consistent hashing; a route's
+    /// `retryIgnorePreviousHosts` overrides that).
     public func retryPolicy(_ retry: HTTPRetry?) -> RetryPolicy {
         RetryPolicy(retry, consistentHash: settings.loadBalancer.isConsistentHash)
     }

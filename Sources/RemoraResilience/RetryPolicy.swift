@@ -69,18 +69,33 @@ public struct RetryConditions: OptionSet, Sendable, Hashable {
     /// gRPC status 14.
     public static let grpcUnavailable = RetryConditions(rawValue: 1 << 15)
 
-    /// Every token Istio's validation accepts, with its condition.
-    public static let tokens: [(String, RetryConditions)] = [
-        ("5xx", .fiveXX), ("gateway-error", .gatewayError), ("reset", .reset),
-        ("reset-before-request", .resetBeforeRequest), ("connect-failure", .connectFailure),
-        ("retriable-4xx", .retriable4xx), ("refused-stream", .refusedStream),
-        ("retriable-status-codes", .retriableStatusCodes), ("retriable-headers", .retriableHeaders),
-        ("envoy-ratelimited", .envoyRateLimited), ("http3-post-connect-failure", .http3PostConnectFailure),
-        ("cancelled", .grpcCancelled), ("deadline-exceeded", .grpcDeadlineExceeded), ("internal", .grpcInternal),
-        ("resource-exhausted", .grpcResourceExhausted), ("unavailable", .grpcUnavailable),
-    ]
+    /// Each `retryOn` name RemoraConfig accepts (`RetryOn.conditionNames`, in its order) with
+    /// its condition. A unit test checks that every name has one.
+    public static let tokens: [(String, RetryConditions)] = RetryOn.conditionNames.compactMap { name in named(name).map { (name, $0) } }
 
-    public static func token(_ name: Substring) -> RetryConditions? {
+    private static func named(_ name: String) -> RetryConditions? {
+        switch name {
+        case "5xx": return .fiveXX
+        case "gateway-error": return .gatewayError
+        case "reset": return .reset
+        case "reset-before-request": return .resetBeforeRequest
+        case "connect-failure": return .connectFailure
+        case "retriable-4xx": return .retriable4xx
+        case "refused-stream": return .refusedStream
+        case "retriable-status-codes": return .retriableStatusCodes
+        case "retriable-headers": return .retriableHeaders
+        case "envoy-ratelimited": return .envoyRateLimited
+        case "http3-post-connect-failure": return .http3PostConnectFailure
+        case "cancelled": return .grpcCancelled
+        case "deadline-exceeded": return .grpcDeadlineExceeded
+        case "internal": return .grpcInternal
+        case "resource-exhausted": return .grpcResourceExhausted
+        case "unavailable": return .grpcUnavailable
+        default: return nil
+        }
+    }
+
+    public static func token(_ name: String) -> RetryConditions? {
         for (t, c) in tokens where t == name { return c }
         return nil
     }
@@ -99,8 +114,11 @@ public struct RetryConditions: OptionSet, Sendable, Hashable {
 /// - `attempts` 0 (or absent: the proto default is 0): retries disabled, and the whole policy,
 ///   `perTryTimeout` included, is dropped (Istio returns no Envoy retry policy).
 /// - `retryOn`: comma-separated tokens and HTTP status codes; any status code turns on
-///   `retriable-status-codes`. Parsed once here.
-/// - Backoff: Envoy's fully jittered exponential backoff, base 25 ms, cap 10 × base (250 ms).
+///   `retriable-status-codes`. Parsed once here (RemoraConfig has rejected unknown tokens).
+/// - `retryIgnorePreviousHosts`: when written it decides the previous-hosts predicate; absent,
+///   Istio's default (on, off with a consistent-hash load balancer).
+/// - Backoff: Envoy's fully jittered exponential backoff, base `backoff` (25 ms when absent),
+///   cap 10 × base (Envoy's default `max_interval`).
 public struct RetryPolicy: Sendable, Hashable {
     /// Retries allowed after the first attempt (Istio `attempts`).
     public var numRetries: Int
@@ -142,11 +160,9 @@ public struct RetryPolicy: Sendable, Hashable {
                     ignorePreviousHosts: !consistentHash)
     }
 
-    /// Compiles a route's `retries` as Istio does. `ignorePreviousHosts` and `backoffBaseMs`
-    /// are Istio's `retryIgnorePreviousHosts` and `backoff` (not decoded by RemoraConfig yet:
-    /// pass them when they are). Unknown `retryOn` tokens are skipped here (validation
-    /// reports them: `RetryPolicy.validate`).
-    public init(_ retry: HTTPRetry?, consistentHash: Bool = false, ignorePreviousHosts: Bool? = nil, backoffBaseMs: Int? = nil) {
+    /// Compiles a route's `retries` as Istio does. `consistentHash`: the destination's load
+    /// balancer hashes, so the previous-hosts predicate is off unless the route turns it on.
+    public init(_ retry: HTTPRetry?, consistentHash: Bool = false) {
         guard let retry else {
             self = .istioDefault(consistentHash: consistentHash)
             return
@@ -166,41 +182,25 @@ public struct RetryPolicy: Sendable, Hashable {
         }
         self.init(numRetries: attempts, conditions: conditions, retriableStatusCodes: codes,
                   perTryTimeoutMs: retry.perTryTimeout.map(\.milliseconds),
-                  ignorePreviousHosts: ignorePreviousHosts ?? !consistentHash, backoffBaseMs: backoffBaseMs ?? 25)
+                  ignorePreviousHosts: retry.retryIgnorePreviousHosts ?? !consistentHash,
+                  backoffBaseMs: retry.backoff.map(\.milliseconds) ?? 25)
     }
 
     public var isEnabled: Bool { numRetries > 0 }
 
-    /// Parses an Istio `retryOn` value: tokens and HTTP status codes, comma-separated,
-    /// blanks around them ignored. `errors` holds Istio's messages for what it would reject.
-    public static func parseRetryOn(_ text: String) -> (conditions: RetryConditions, statusCodes: [Int], errors: [String]) {
+    /// Parses an Istio `retryOn` value (`RetryOn.tokens`: comma-separated, blanks ignored).
+    /// Tokens that validation rejects are skipped.
+    public static func parseRetryOn(_ text: String) -> (conditions: RetryConditions, statusCodes: [Int]) {
         var conditions: RetryConditions = []
         var codes: [Int] = []
-        var errors: [String] = []
-        for raw in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let part = raw.trimmingBlanks
-            if part.isEmpty { continue }
-            if let n = Int(part) {
-                if HTTPStatus.isKnown(n) {
-                    if !codes.contains(n) { codes.append(n) }
-                } else {
-                    errors.append("\"\(part)\" is not a valid retryOn status code")
-                }
-            } else if let c = RetryConditions.token(part) {
-                conditions.insert(c)
-            } else {
-                errors.append("\"\(part)\" is not a valid retryOn policy")
+        for token in RetryOn.tokens(text) {
+            switch token {
+            case .condition(let name): if let c = RetryConditions.token(name) { conditions.insert(c) }
+            case .statusCode(let n): if !codes.contains(n) { codes.append(n) }
+            case .invalid: break
             }
         }
-        return (conditions, codes, errors)
-    }
-
-    /// Istio's validation of `retryOn`: a message for each unknown token or unknown status
-    /// code (empty: valid). For `validate` in RemoraConfig/RemoraPolicy to report with a path
-    /// such as `spec.http[0].retries.retryOn`.
-    public static func validate(_ retry: HTTPRetry) -> [String] {
-        guard let text = retry.retryOn else { return [] }
-        return parseRetryOn(text).errors
+        return (conditions, codes)
     }
 
     /// Whether `outcome` is one this policy retries (ignoring how many retries are left).
@@ -269,27 +269,5 @@ public struct RetryPolicy: Sendable, Hashable {
         if n - 1 >= 40 { return backoffMaxMs }
         let (v, overflow) = backoffBaseMs.multipliedReportingOverflow(by: 1 << (n - 1))
         return overflow ? backoffMaxMs : min(backoffMaxMs, v)
-    }
-}
-
-extension Substring {
-    var trimmingBlanks: Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
-    }
-}
-
-/// The HTTP status codes Go's `http.StatusText` knows (Istio accepts only those in `retryOn`).
-enum HTTPStatus {
-    static func isKnown(_ code: Int) -> Bool {
-        switch code {
-        case 100...103, 200...208, 226, 300...305, 307, 308, 400...418, 421...426, 428, 429, 431, 451,
-             500...508, 510, 511:
-            return true
-        default:
-            return false
-        }
     }
 }

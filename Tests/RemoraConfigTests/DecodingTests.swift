@@ -96,12 +96,13 @@ final class DecodingTests: XCTestCase {
                 http: {http1MaxPendingRequests: 10, maxRequestsPerConnection: 1}
               outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
               loadBalancer: {simple: LEAST_REQUEST}
+              retryBudget: {percent: 12.5, minRetryConcurrency: 4}
             subsets:
             - name: v1
               labels: {version: v1}
             - name: v2
               labels: {version: v2}
-              trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+              trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}, retryBudget: {}}
         ---
         apiVersion: networking.istio.io/v1alpha3
         kind: ServiceEntry
@@ -130,6 +131,11 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(dr.spec.trafficPolicy?.connectionPool?.tcp?.connectTimeout?.milliseconds, 250)
         XCTAssertEqual(dr.spec.trafficPolicy?.loadBalancer?.simple, "LEAST_REQUEST")
         XCTAssertEqual(dr.spec.subsets.map(\.name), ["v1", "v2"])
+        XCTAssertEqual(dr.spec.trafficPolicy?.retryBudget?.percent, 12.5)
+        XCTAssertEqual(dr.spec.trafficPolicy?.retryBudget?.minRetryConcurrency, 4)
+        let emptyBudget = try XCTUnwrap(dr.spec.subsets[1].trafficPolicy?.retryBudget)
+        XCTAssertNil(emptyBudget.percent, "absent: the compiler applies Istio's defaults")
+        XCTAssertNil(emptyBudget.minRetryConcurrency)
         let se = set.serviceEntries[0]
         XCTAssertEqual(se.spec.ports[0].protocol, "HTTP")
         XCTAssertEqual(se.spec.endpoints[1].ports, ["http": 9999])
@@ -174,7 +180,8 @@ final class DecodingTests: XCTestCase {
             - destination: {host: b}
               weight: 30
             timeout: 10s
-            retries: {attempts: 2, perTryTimeout: 2s, retryOn: "gateway-error,connect-failure", retryRemoteLocalities: true}
+            retries: {attempts: 2, perTryTimeout: 2s, retryOn: "gateway-error,connect-failure", retryRemoteLocalities: true,
+                      retryIgnorePreviousHosts: false, backoff: 100ms}
             fault:
               delay: {fixedDelay: 5s, percentage: {value: 0.1}}
               abort: {grpcStatus: UNAVAILABLE, percentage: {value: 10}}
@@ -226,6 +233,8 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(r.route[0].headers?.request?.set, ["x-route": "a"])
         XCTAssertEqual(r.timeout?.milliseconds, 10_000)
         XCTAssertEqual(r.retries?.retryOn, "gateway-error,connect-failure")
+        XCTAssertEqual(r.retries?.retryIgnorePreviousHosts, false)
+        XCTAssertEqual(r.retries?.backoff?.milliseconds, 100)
         XCTAssertEqual(r.fault?.delay?.percentage?.value, 0.1)
         XCTAssertEqual(r.fault?.abort?.grpcStatus, "UNAVAILABLE")
         XCTAssertEqual(r.mirror?.host, "shadow")
@@ -291,6 +300,17 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(se.resolution, "DNS")
         XCTAssertEqual(se.endpoints[0].weight, 3)
         XCTAssertEqual(se.addresses, ["192.0.2.0/24"])
+    }
+
+    func testRetryOnTokens() {
+        XCTAssertEqual(RetryOn.tokens(" 5xx , 409,,unavailable "), [.condition("5xx"), .statusCode(409), .condition("unavailable")])
+        XCTAssertEqual(RetryOn.tokens("\t503"), [.statusCode(503)])
+        XCTAssertEqual(RetryOn.errors("5xx,bogus,599"), [
+            "\"bogus\" is not a valid retryOn policy (expected an HTTP status code or one of " + RetryOn.conditionNames.joined(separator: ", ") + ")",
+            "\"599\" is not a valid retryOn status code",
+        ])
+        XCTAssertEqual(RetryOn.errors(""), [])
+        XCTAssertEqual(Set(RetryOn.conditionNames).count, RetryOn.conditionNames.count)
     }
 
     func testDurations() {

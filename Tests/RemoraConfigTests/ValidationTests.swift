@@ -245,6 +245,57 @@ final class ValidationTests: XCTestCase {
         """, resource: "Gateway default/gw", path: "spec.servers[0].tls", contains: "credentialName")
     }
 
+    /// `retryOn` tokens must be Envoy/Istio conditions or HTTP status codes Istio knows; the
+    /// error is at the field and names the token. Per-try timeout and backoff are at least 1ms.
+    func testRetries() {
+        func rule(_ retries: String) -> String {
+            vs("""
+              hosts: [a]
+              http: [{route: [{destination: {host: a}}], retries: \(retries)}]
+            """)
+        }
+        assertOne(rule("{attempts: 2, retryOn: \"5xx,gateway-errors, 503\"}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.retryOn", contains: "\"gateway-errors\" is not a valid retryOn policy")
+        assertOne(rule("{attempts: 2, retryOn: \"connect-failure,599\"}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.retryOn", contains: "\"599\" is not a valid retryOn status code")
+        XCTAssertEqual(errors(rule("{attempts: 2, retryOn: \"bogus,Reset,5xx\"}")).map(\.path),
+                       ["spec.http[0].retries.retryOn", "spec.http[0].retries.retryOn"], "one error per bad token")
+        assertOne(rule("{attempts: 2, perTryTimeout: 0s}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.perTryTimeout", contains: "at least 1ms")
+        assertOne(rule("{attempts: 2, backoff: 500us}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.backoff", contains: "at least 1ms")
+        assertOne(rule("{attempts: 2, backoff: soon}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.backoff", contains: "invalid duration")
+        assertOne(rule("{attempts: 2, retryIgnorePreviousHosts: sometimes}"), resource: "VirtualService default/adservice",
+                  path: "spec.http[0].retries.retryIgnorePreviousHosts", contains: "expected true or false")
+        XCTAssertNoThrow(try ConfigLoader.parse(rule("""
+        {attempts: 3, perTryTimeout: 1ms, backoff: 50ms, retryIgnorePreviousHosts: false,
+         retryOn: "5xx,gateway-error,reset,reset-before-request,connect-failure,retriable-4xx,refused-stream,retriable-status-codes,\\
+        retriable-headers,envoy-ratelimited,http3-post-connect-failure,cancelled,deadline-exceeded,internal,resource-exhausted,unavailable,\\
+        100,226,418,429,503,511"}
+        """), source: "t"))
+    }
+
+    func testRetryBudget() {
+        func dr(_ budget: String) -> String {
+            """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: {name: x}
+            spec: {host: x, trafficPolicy: {retryBudget: \(budget)}}
+            """
+        }
+        assertOne(dr("{percent: 120}"), resource: "DestinationRule default/x", path: "spec.trafficPolicy.retryBudget.percent",
+                  contains: "between 0 and 100")
+        assertOne(dr("{percent: lots}"), resource: "DestinationRule default/x", path: "spec.trafficPolicy.retryBudget.percent",
+                  contains: "expected a number")
+        assertOne(dr("{minRetryConcurrency: -1}"), resource: "DestinationRule default/x",
+                  path: "spec.trafficPolicy.retryBudget.minRetryConcurrency", contains: "out of range")
+        assertOne(dr("{percent: 20, maxRetries: 3}"), resource: "DestinationRule default/x",
+                  path: "spec.trafficPolicy.retryBudget.maxRetries", contains: "unknown field")
+        XCTAssertNoThrow(try ConfigLoader.parse(dr("{percent: 0.5, minRetryConcurrency: 0}"), source: "t"))
+    }
+
     func testEveryErrorAtOnce() {
         let text = vs("""
           hosts: [adservice]

@@ -13,7 +13,7 @@ final class CircuitBreakerTests: XCTestCase {
             tcp: {maxConnections: 10}
             http: {http1MaxPendingRequests: 5, http2MaxRequests: 100, maxRequestsPerConnection: 1, maxRetries: 3}
         """)
-        let t = CircuitBreakerThresholds(tp?.connectionPool)
+        let t = CircuitBreakerThresholds(tp)
         XCTAssertEqual(t, CircuitBreakerThresholds(maxConnections: 10, maxPendingRequests: 5, maxRequests: 100, maxRetries: 3,
                                                    maxRequestsPerConnection: 1))
         XCTAssertTrue(t.connectionExhausted(requestsServed: 1))
@@ -30,7 +30,7 @@ final class CircuitBreakerTests: XCTestCase {
         let partial = CircuitBreakerThresholds(try Decode.trafficPolicy("""
         host: svc
         trafficPolicy: {connectionPool: {http: {http2MaxRequests: 7}}}
-        """)?.connectionPool)
+        """))
         XCTAssertEqual(partial.maxRequests, 7)
         XCTAssertEqual(partial.maxConnections, unlimitedThreshold)
     }

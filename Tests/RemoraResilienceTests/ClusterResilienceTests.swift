@@ -41,8 +41,42 @@ final class ClusterResilienceTests: XCTestCase {
         XCTAssertEqual(none.loadBalancer.algorithm, .leastRequest)
         XCTAssertEqual(none.thresholds, CircuitBreakerThresholds())
         XCTAssertNil(none.outlier)
-        let withBudget = ResilienceSettings(nil, retryBudget: RetryBudget(percent: 10, minRetryConcurrency: 1))
-        XCTAssertEqual(withBudget.thresholds.retryBudget, RetryBudget(percent: 10, minRetryConcurrency: 1))
+        XCTAssertNil(s.thresholds.retryBudget)
+    }
+
+    /// `trafficPolicy.retryBudget` comes with the merged policy; Istio's defaults fill what the
+    /// block leaves out, and the budget, not `maxRetries`, then bounds the retries in flight.
+    func testRetryBudgetFromThePolicyReplacesMaxRetries() throws {
+        func budget(_ block: String) throws -> RetryBudget? {
+            ResilienceSettings(try Decode.trafficPolicy("host: svc\ntrafficPolicy: {retryBudget: \(block)}")).thresholds.retryBudget
+        }
+        XCTAssertEqual(try budget("{percent: 10, minRetryConcurrency: 1}"), RetryBudget(percent: 10, minRetryConcurrency: 1))
+        XCTAssertEqual(try budget("{}"), RetryBudget(percent: 20, minRetryConcurrency: 3))
+        XCTAssertEqual(try budget("{percent: 2.5}"), RetryBudget(percent: 2.5, minRetryConcurrency: 3))
+        XCTAssertEqual(try budget("{minRetryConcurrency: 0}"), RetryBudget(percent: 20, minRetryConcurrency: 3), "0 is proto3's unset")
+
+        let policy = try Decode.trafficPolicy("""
+        host: svc
+        trafficPolicy:
+          connectionPool: {http: {maxRetries: 1}}
+          retryBudget: {percent: 50, minRetryConcurrency: 2}
+        """)
+        let c = ClusterResilience(name: "c", policy: policy, endpoints: endpoints(3))
+        XCTAssertEqual(c.settings.thresholds.maxRetries, 1)
+        XCTAssertEqual(c.breaker.limit(.retries), 2, "the minimum with nothing in flight; maxRetries ignored")
+        for _ in 0..<10 { XCTAssertTrue(c.breaker.tryAcquire(.requests)) }
+        XCTAssertEqual(c.breaker.limit(.retries), 5)
+        let route = c.retryPolicy(try Decode.retries("{attempts: 1, retryOn: 5xx}"))
+        var states = (0..<10).map { _ in RetryState(policy: route) }
+        var retried = 0
+        for i in states.indices {
+            if case .retry = states[i].onAttemptFinished(.response(status: 503), breaker: c.breaker, random: 0) { retried += 1 }
+        }
+        XCTAssertEqual(retried, 5)
+        XCTAssertEqual(c.stats.upstreamRqRetryOverflow, 5)
+        for i in states.indices { states[i].finish(breaker: c.breaker) }
+        for _ in 0..<10 { c.breaker.release(.requests) }
+        XCTAssertEqual(c.breaker.count(.retries), 0)
     }
 
     func testEndpointUpdatesKeepBreakerStatsAndOutlierState() throws {
@@ -76,6 +110,7 @@ final class ClusterResilienceTests: XCTestCase {
             loadBalancer: LoadBalancerPolicy(algorithm: .ringHash(minimumRingSize: 64), hashPolicy: .header("u"))), endpoints: endpoints(3))
         XCTAssertFalse(hashed.retryPolicy(nil).ignorePreviousHosts)
         XCTAssertNotNil(hashed.hashTable)
+        XCTAssertTrue(hashed.retryPolicy(try Decode.retries("{attempts: 2, retryIgnorePreviousHosts: true}")).ignorePreviousHosts)
         let plain = ClusterResilience(name: "p", policy: nil, endpoints: endpoints(3))
         XCTAssertTrue(plain.retryPolicy(nil).ignorePreviousHosts)
         XCTAssertEqual(plain.retryPolicy(try Decode.retries("{attempts: 0}")), .disabled)

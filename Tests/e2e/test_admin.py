@@ -125,6 +125,15 @@ def test_invalid_change_refused_routing_unchanged(env):
     paths = {e["path"] for e in errors}
     assert "spec.http[0].match[0].headers.userid.regex" in paths, errors
     assert served_by(px.port) == "blue"
+    # A retryOn token that is neither an Envoy condition nor a status code, named at its field.
+    bad = harness.virtual_service("shop", ["shop.local"], "green.local")
+    bad["spec"]["http"][0]["retries"] = {"attempts": 2, "retryOn": "5xx,connect-failures"}
+    st, _, body = admin(px, "PUT", "/config/virtualservices/default/shop", json.dumps(bad))
+    assert st == 400, body
+    errors = json.loads(body)["errors"]
+    assert [e["path"] for e in errors] == ["spec.http[0].retries.retryOn"], errors
+    assert '"connect-failures"' in errors[0]["message"], errors
+    assert served_by(px.port) == "blue"
     st, hdr, _ = admin(px, "GET", "/config")
     assert st == 200 and hdr.get("ETag", hdr.get("etag")) == '"1"', hdr
     # A stale If-Match is refused; the right one applies.

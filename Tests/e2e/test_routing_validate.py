@@ -2,7 +2,7 @@
 line each naming the resource and the field path, and exits 1; `remora run` with the
 same configuration refuses to start (exit 1) with the same lines and binds nothing.
 
-The five errors, one per VirtualService so each line can be told apart by its name:
+The six errors, one per VirtualService so each line can be told apart by its name:
   vs-bad-regex     an RE2 syntax error    spec.http[0].match[0].headers.userid.regex
   vs-bad-weights   weights 70 + 20 != 100 spec.http[0].route...
   vs-bad-subset    a subset no DestinationRule defines
@@ -11,6 +11,8 @@ The five errors, one per VirtualService so each line can be told apart by its na
                                           spec.gateways[0]
   vs-bad-duration  a timeout that is not a duration
                                           spec.http[0].timeout
+  vs-bad-retryon   a retryOn token that is no Envoy condition nor status code
+                                          spec.http[0].retries.retryOn
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ EXPECTED = [
     ("vs-bad-subset", "spec.http[0].route[0].destination.subset"),
     ("vs-bad-gateway", "spec.gateways[0]"),
     ("vs-bad-duration", "spec.http[0].timeout"),
+    ("vs-bad-retryon", "spec.http[0].retries.retryOn"),
 ]
 
 
@@ -65,6 +68,9 @@ def _config(ports: dict) -> list[dict]:
             gateways=["istio-system/no-such-gateway"]),
         _vs("vs-bad-duration", ["duration.local"], [{
             "timeout": "ten seconds",
+            "route": [{"destination": _dest("backend.local")}]}]),
+        _vs("vs-bad-retryon", ["retryon.local"], [{
+            "retries": {"attempts": 2, "retryOn": "5xx,gateway-errors"},
             "route": [{"destination": _dest("backend.local")}]}]),
     ]
     return docs
@@ -112,6 +118,7 @@ def test_validate_and_run_list_every_error(env):
     finally:
         for s in held:
             s.close()
+    assert '"gateway-errors"' in v_lines[("vs-bad-retryon", "spec.http[0].retries.retryOn")], v_lines
     for k, line in v_lines.items():
         assert r_lines[k] == line, f"validate and run word the error differently:\n validate: {line}\n run:      {r_lines[k]}"
     low = r.stderr.lower()

@@ -102,11 +102,17 @@ final class ObjectReader {
         return scalarBool(ctx, n, p(key))
     }
 
-    func duration(_ key: String, required: Bool = false) -> ConfigDuration? {
+    /// `min`: the shortest duration accepted (Istio's `ValidateDuration` wants at least 1ms where
+    /// zero would be meaningless, e.g. a per-try timeout or a retry backoff).
+    func duration(_ key: String, min: ConfigDuration? = nil, required: Bool = false) -> ConfigDuration? {
         guard let n = node(key) else { if required { missing(key) }; return nil }
         guard let s = scalarString(ctx, n, p(key)) else { return nil }
         guard let d = ConfigDuration.parse(s) else {
             ctx.error(p(key), "invalid duration \"\(s)\" (expected e.g. 10s, 100ms, 1m30s)")
+            return nil
+        }
+        if let min, d.nanoseconds < min.nanoseconds {
+            ctx.error(p(key), "duration \"\(s)\" must be at least \(min)")
             return nil
         }
         return d

@@ -44,6 +44,20 @@ public struct TrafficPolicy: Sendable, Hashable {
     public var portLevelSettings: [PortTrafficPolicy]
     public var tunnel: TunnelSettings?
     public var proxyProtocol: ProxyProtocol?
+    public var retryBudget: RetryBudget?
+
+    /// Envoy's `retry_budget`: the retries in flight may be `percent` % of the requests in
+    /// flight, never fewer than `minRetryConcurrency`. When set it replaces
+    /// `connectionPool.http.maxRetries`. nil fields: Istio's defaults, 20 % and 3.
+    public struct RetryBudget: Sendable, Hashable {
+        public var percent: Double?
+        public var minRetryConcurrency: Int?
+
+        static func decode(_ r: ObjectReader) -> RetryBudget {
+            RetryBudget(percent: r.double("percent", min: 0, max: 100),
+                        minRetryConcurrency: r.int("minRetryConcurrency", min: 0, max: Int(UInt32.max)))
+        }
+    }
 
     static func decode(_ r: ObjectReader) -> TrafficPolicy {
         TrafficPolicy(loadBalancer: r.object("loadBalancer", LoadBalancerSettings.decode),
@@ -52,19 +66,23 @@ public struct TrafficPolicy: Sendable, Hashable {
                       tls: r.object("tls", ClientTLSSettings.decode),
                       portLevelSettings: r.objectList("portLevelSettings", PortTrafficPolicy.decode) ?? [],
                       tunnel: r.object("tunnel", TunnelSettings.decode),
-                      proxyProtocol: r.object("proxyProtocol") { p in ProxyProtocol(version: p.enumValue("version", ["V1", "V2"])) })
+                      proxyProtocol: r.object("proxyProtocol") { p in ProxyProtocol(version: p.enumValue("version", ["V1", "V2"])) },
+                      retryBudget: r.object("retryBudget", RetryBudget.decode))
     }
 
-    /// The policy for one port: port-level settings replace whole sections of the top level, as in Istio.
-    public func forPort(_ port: Int?) -> TrafficPolicy {
-        guard let port, let pl = portLevelSettings.first(where: { $0.port?.number == port }) else { return self }
-        var out = self
-        if let v = pl.loadBalancer { out.loadBalancer = v }
-        if let v = pl.connectionPool { out.connectionPool = v }
-        if let v = pl.outlierDetection { out.outlierDetection = v }
-        if let v = pl.tls { out.tls = v }
-        out.portLevelSettings = []
-        return out
+    /// The policy for one port, as Istio's `GetPortLevelTrafficPolicy`: a `portLevelSettings`
+    /// entry for `port` *replaces* the policy — its four sections (load balancer, connection
+    /// pool, outlier detection, TLS) are taken as written, a section it omits is nil (the
+    /// default, not the top level's), and nothing else of the top level is kept. Without such
+    /// an entry the policy itself. `portLevel` says which; the result has no port-level settings.
+    public func forPort(_ port: Int) -> (policy: TrafficPolicy, portLevel: Bool) {
+        guard let pl = portLevelSettings.first(where: { $0.port?.number == port }) else {
+            var out = self
+            out.portLevelSettings = []
+            return (out, false)
+        }
+        return (TrafficPolicy(loadBalancer: pl.loadBalancer, connectionPool: pl.connectionPool, outlierDetection: pl.outlierDetection,
+                              tls: pl.tls, portLevelSettings: [], tunnel: nil, proxyProtocol: nil, retryBudget: nil), true)
     }
 }
 

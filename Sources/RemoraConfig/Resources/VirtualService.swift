@@ -305,19 +305,6 @@ public struct RegexRewrite: Sendable, Hashable {
     }
 }
 
-public struct HTTPRetry: Sendable, Hashable {
-    public var attempts: Int?
-    public var perTryTimeout: ConfigDuration?
-    /// Comma-separated Envoy retry conditions and/or status codes, as in Istio.
-    public var retryOn: String?
-    public var retryRemoteLocalities: Bool?
-
-    static func decode(_ r: ObjectReader) -> HTTPRetry {
-        HTTPRetry(attempts: r.int("attempts", min: 0, max: Int(Int32.max)), perTryTimeout: r.duration("perTryTimeout"),
-                  retryOn: r.string("retryOn"), retryRemoteLocalities: r.bool("retryRemoteLocalities"))
-    }
-}
-
 public struct HTTPFaultInjection: Sendable, Hashable {
     public var delay: Delay?
     public var abort: Abort?
