@@ -47,10 +47,6 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     var keepAlive = true
     var responseFraming = HeadWriter.ResponseFraming.asIs
     var lastChunkWritten = false
-    var retried = false
-    var endpoint: EndpointRef?
-    var connectTimeoutMs = 10_000
-    var upstreamTLS: TLSClientContext?
     /// The request body (or its end) has been handed to the upstream.
     var requestEndSent = false
     /// No request seen yet: the connection may still turn out to be HTTP/2 (the preface).
@@ -80,9 +76,6 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
     /// A request held by a fault delay.
     struct PendingFault { let match: RouteMatchResult; let abort: CustomReply? }
     var pendingFault: PendingFault?
-    /// The serialised head of a body-less request, kept to replay it once on a fresh
-    /// connection when a reused keep-alive connection turns out to be closed.
-    let replay: ByteBuffer
 
     enum TimerPurpose { case idle, header, request, linger, faultDelay, sniff }
     var timerPurpose = TimerPurpose.idle
@@ -101,7 +94,6 @@ final class DownstreamConnection: EventHandler, DeferredTask, DownstreamHandle, 
         self.listener = listener
         inBuf = ByteBuffer(pool: worker.buffers)
         outBuf = ByteBuffer(pool: worker.buffers)
-        replay = ByteBuffer(pool: worker.buffers)
         headCopy = ByteBuffer(pool: worker.buffers)
         replayBody = ByteBuffer(pool: worker.buffers)
         if let ctx = listener.tls {

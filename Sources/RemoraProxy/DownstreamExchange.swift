@@ -67,7 +67,6 @@ extension DownstreamConnection {
         exchangeState = st
         worker.loop.cancel(timer)
         keepAlive = head.keepAlive && !worker.draining
-        retried = false
         requestEndSent = false
         responseFraming = .asIs
         lastChunkWritten = false
@@ -133,38 +132,27 @@ extension DownstreamConnection {
 
     private func startForward(_ f: Forwarding, state st: ProxyState) {
         let req = parsedRequest
-        endpoint = f.endpoint
-        connectTimeoutMs = f.cluster.spec.connectTimeoutMs
         record.cluster = f.cluster
         record.upstream = f.endpoint
         if let id = f.ctx.requestID { record.requestID = id }
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        upstreamTLS = f.tls
         attempts = Attempts(f, body: replayBody)
-        if f.retryPolicy.isEnabled {
+        if f.retryPolicy.isEnabled || head.framing == .none {   // kept for retries and stale-connection replays
             headCopy.clear()
             headCopy.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<head.headBytes]))
         }
         guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
-        let us: UpstreamRequest, reused: Bool
+        let us: UpstreamRequest
         switch worker.openUpstream(f) {
-        case .ready(let u, let r): us = u; reused = r
+        case .ready(let u, _): us = u
         case .overflow: return answerLocally(.overflow)
         case .failed: return upstreamFailed(.connectFailed, reused: false)
         }
-        let replayable = reused && head.framing == .none && !head.upgrade
         upstream = us
         us.attach(self, method: head.methodKind)
         responseOps = f.responseOps
-        replay.clear()
         var idRandom = FastRandom(seed: f.requestIDSeed)   // the same x-request-id on every attempt
-        if replayable, let c = us as? UpstreamConnection {
-            let before = c.outBuf.count
-            c.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
-            replay.append(UnsafeRawBufferPointer(rebasing: c.outBuf.readable[before...]))
-        } else {
-            us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
-        }
+        us.sendHead(head, buf: req.buf, ctx: f.ctx, random: &idRandom)
         worker.attemptStarted(&attempts!)
         armPerTry()
         for c in f.mirrorClusters {
@@ -361,19 +349,7 @@ extension DownstreamConnection {
         upstream = nil
         guard !closed else { return }
         if responsePhase == .waiting {
-            if f == .reset, reused, !retried, requestPhase == .done, !replay.isEmpty, let ep = endpoint,
-               let cluster = attempts?.forwarding.cluster,
-               let us = worker.connectFresh(ep, connectTimeoutMs: connectTimeoutMs, tls: upstreamTLS,
-                                            breaker: cluster.resilience?.breaker, lifetime: cluster.lifetime) {
-                // A keep-alive connection closed under us before answering: try once more, fresh.
-                retried = true
-                upstream = us
-                us.attach(self, method: head.methodKind)
-                us.outBuf.append(replay.readable)
-                us.flush()
-                return
-            }
-            if retryOnFailure(f) { return }
+            if replayAfterStaleConnection(f, reused: reused) || retryOnFailure(f) { return }
             answerLocally(f.localReply)
         } else if responsePhase == .tunnel {
             closeAfterFlush()
@@ -397,6 +373,8 @@ extension DownstreamConnection {
     var retryState: ProxyState? { exchangeState }
     var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { (head, headCopy.readable) }
     var requestBodyEnded: Bool { requestEndSent }
+    var requestBodyBytes: Int { record.bytesIn }
+    var replayForbidden: Bool { head.upgrade }
     func retrySent(_ us: UpstreamRequest) {}
 
     /// Both directions are complete: release the upstream, then wait for the next request.
@@ -414,11 +392,9 @@ extension DownstreamConnection {
             }
         }
         exchangeState = nil
-        endpoint = nil
         mirrors.removeAll()
         pendingFault = nil
         responseOps = nil
-        replay.clear()
         requestPhase = .head
         responsePhase = .waiting
         head.headers.removeAll(keepingCapacity: true)

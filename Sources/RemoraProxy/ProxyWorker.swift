@@ -142,17 +142,13 @@ final class ProxyWorker {
         return (c, false)
     }
 
-    /// A new connection, never a pooled one: a pooled connection found closed by its peer
-    /// means its siblings to that endpoint are likely closed too (a restarting backend).
-    func connectFresh(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
-                      breaker: CircuitBreaker?, lifetime: ConnectionLifetime) -> UpstreamConnection? {
-        if let b = breaker, !b.tryAcquire(.connections) { return nil }
-        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
-                                                 breaker: breaker, lifetime: lifetime) else {
-            breaker?.release(.connections)
-            return nil
-        }
-        return c
+    /// Closes the idle connections to `endpoint`: one was found closed by its peer, so its
+    /// siblings likely are too (a restarting backend).
+    func dropIdle(_ endpoint: EndpointRef) {
+        guard endpoint.poolID < idle.count else { return }
+        let stale = idle[endpoint.poolID]
+        idle[endpoint.poolID].removeAll()
+        for c in stale { c.close() }
     }
 
     /// A pooled keep-alive connection to `endpoint` with the same TLS settings, the most

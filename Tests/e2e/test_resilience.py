@@ -47,6 +47,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from h2_peers import parse_h2load
 from harness import ConnectionClosed, RawConn, free_port, http_request
 
 HOST = "backend.local"
@@ -227,13 +228,22 @@ class SlowBackend:
 # ---------------------------------------------------------------------------
 # 1. rolling upgrade under load (acceptance)
 
-def test_rolling_upgrade_under_load_no_errors(env):
-    """wrk -t1 -c8 -d8s through the proxy; during it: e1 is SIGKILLed (stays in the
+def _load_client(kind: str, url: str) -> list[str]:
+    """8 s of steady load: wrk (HTTP/1.1, 8 keep-alive connections) or h2load (h2c, 8
+    connections of 8 concurrent streams each)."""
+    if kind == "wrk":
+        return ["wrk", "-t1", "-c8", "-d8s", "-H", f"Host: {HOST}", url]
+    return ["h2load", "-D", "8", "-c8", "-m8", "-H", f":authority: {HOST}", url]
+
+
+@pytest.mark.parametrize("client", ["wrk", "h2load"])
+def test_rolling_upgrade_under_load_no_errors(env, client):
+    """wrk or h2load for 8 s through the proxy; during it: e1 is SIGKILLed (stays in the
     ServiceEntry), e2 is replaced by an endpoint answering 503 (new port, admin PUT),
     e3 moves to a new port (admin PUT, then the old process is killed). Default retry
     policy + outlierDetection consecutive5xxErrors 1: zero non-2xx, zero socket errors."""
     e1, e2, e3 = env.echo("e1"), env.echo("e2"), env.echo("e3")
-    log = env.dir / "access-rolling.log"
+    log = env.dir / f"access-rolling-{client}.log"
     od = {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "30s",
           "maxEjectionPercent": 100}
     px = start_proxy(env, [se([e1.port, e2.port, e3.port]), vs(), dr({"outlierDetection": od})],
@@ -242,8 +252,7 @@ def test_rolling_upgrade_under_load_no_errors(env):
         r = http_request(px.port, host=HOST)
         assert r.status == 200, r
 
-    wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d8s", "-H", f"Host: {HOST}", px.url("/")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    wrk = subprocess.Popen(_load_client(client, px.url("/")), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            stdin=subprocess.DEVNULL)
     t0 = time.monotonic()
     events = []
@@ -278,14 +287,20 @@ def test_rolling_upgrade_under_load_no_errors(env):
         if wrk.poll() is None:
             wrk.kill()
             wrk.wait()
-    assert wrk.returncode == 0, f"wrk rc={wrk.returncode}\n{out}\n{err}"
-    res = parse_wrk(out)
+    assert wrk.returncode == 0, f"{client} rc={wrk.returncode}\n{out}\n{err}"
+    if client == "wrk":
+        res = parse_wrk(out)
+    else:
+        h = parse_h2load(out)
+        res = {"requests": h["done"], "non2xx": h["done"] - h["2xx"],
+               "socket_errors": {"failed": h["failed"], "errored": h["errored"], "timeout": h["timeout"]}
+               if h["failed"] + h["errored"] + h["timeout"] else {}}
     stats = cluster_stats(px)
     bad_lines = access_log_lines(log, lambda d: d.get("response_code") != 200, timeout=1.0, count=0)
     flags = Counter((d.get("response_code"), d.get("response_flags"), d.get("upstream_host"))
                     for d in bad_lines)
     socket_errors = sum(res["socket_errors"].values())
-    print(f"\nrolling upgrade: {res['requests']} requests, non-2xx {res['non2xx']}, "
+    print(f"\nrolling upgrade ({client}): {res['requests']} requests, non-2xx {res['non2xx']}, "
           f"socket errors {res['socket_errors'] or 0}")
     print("  " + "\n  ".join(events))
     print(f"  retries {stats.get('upstream_rq_retry')}, retry_success "

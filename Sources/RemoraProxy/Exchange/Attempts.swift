@@ -17,6 +17,8 @@ struct Attempts {
     var inFlight = false
     /// The exchange holds one of the cluster's `.requests` (http2MaxRequests).
     var holdsRequest = false
+    /// A request found its pooled connection closed and was sent again (once per request).
+    var staleReplayed = false
 
     init(_ f: Forwarding, body: ByteBuffer) {
         forwarding = f
@@ -91,6 +93,18 @@ extension ProxyWorker {
         }
     }
 
+    /// The attempt in progress died on a stale pooled connection and will be sent again:
+    /// its host's active count drops and outlier detection hears of the reset, but the retry
+    /// policy is not consulted (this is not one of its retries).
+    func attemptReplayed(_ a: inout Attempts) {
+        guard let res = a.forwarding.cluster.resilience else { return }
+        if a.inFlight {
+            a.inFlight = false
+            res.hosts.requestFinished(a.forwarding.hostIndex)
+        }
+        res.report(endpoint: a.forwarding.hostIndex, outcome: .reset, now: MonotonicClock.nowMilliseconds())
+    }
+
     /// Takes one of the cluster's request slots (`http2MaxRequests`): false when at the limit.
     func admitRequest(_ a: inout Attempts) -> Bool {
         guard let b = a.forwarding.cluster.resilience?.breaker else { return true }
@@ -154,6 +168,11 @@ protocol RetryingExchange: ResponseSink {
     /// The request head and the buffer its ranges point into (kept for replays).
     var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { get }
     var requestBodyEnded: Bool { get }
+    /// Request body bytes received from the client (all kept for a replay when equal to
+    /// `attempts.body.count`).
+    var requestBodyBytes: Int { get }
+    /// Not a request that may be sent again as if never sent (an upgrade).
+    var replayForbidden: Bool { get }
     func answerLocally(_ reply: LocalReply)
     func upstreamFailed(_ f: UpstreamFailure, reused: Bool)
     /// A retry has been sent: anything protocol-specific left to do.
@@ -208,6 +227,23 @@ extension RetryingExchange {
         }
         attempts!.retry.markResponseStarted()
         return false
+    }
+
+    /// A pooled keep-alive connection closed under the request before any response (its
+    /// endpoint restarted or died, and the close crossed our request): the request goes once
+    /// more, to a host the load balancer picks, on a fresh connection, and the endpoint's
+    /// other idle connections are dropped (likely closed too). pingora's rule, not a retry:
+    /// Envoy answers 503 `UC` here unless the route retries `reset`. Only when the whole
+    /// request (head, body, trailers) is kept.
+    func replayAfterStaleConnection(_ f: UpstreamFailure, reused: Bool) -> Bool {
+        guard f == .reset, reused, canStillRetry, requestBodyEnded, !replayForbidden, let a = attempts,
+              !a.staleReplayed, a.retry.bodyReplayable, a.body.count == requestBodyBytes else { return false }
+        cancelTryTimer()
+        attempts!.staleReplayed = true
+        worker.dropIdle(a.forwarding.endpoint)
+        worker.attemptReplayed(&attempts!)
+        retryNow()
+        return true
     }
 
     /// The upstream failed before a response: counts it, and answers whether a retry follows.

@@ -363,7 +363,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         upstream = nil
         guard !closed else { return }
         if !responseStarted {
-            if retryOnFailure(f) { return }
+            if replayAfterStaleConnection(f, reused: reused) || retryOnFailure(f) { return }
             answerLocally(f.localReply)
         } else if !responseEnded {
             reset(.internalError)
@@ -421,6 +421,8 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
     var retryState: ProxyState? { state }
     var retryHead: (head: RequestHead, buf: UnsafeRawBufferPointer) { (head, headBuf.readable) }
     var requestBodyEnded: Bool { requestEnded }
+    var requestBodyBytes: Int { record.bytesIn }
+    var replayForbidden: Bool { false }
 
     /// After a retry's head and kept body: what arrived during the backoff, then the window.
     func retrySent(_ us: UpstreamRequest) {
