@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "RemoraResilienceTests", dependencies: ["RemoraResilience", "RemoraConfig", "RemoraCore"], swiftSettings: settings),
         .testTarget(name: "RemoraTelemetryTests", dependencies: ["RemoraTelemetry", "RemoraCore"], swiftSettings: settings),
         .testTarget(name: "RemoraAdminTests", dependencies: ["RemoraAdmin", "RemoraConfig", "RemoraPolicy", "RemoraCore", "RemoraIO", "RemoraTestFixtures"], swiftSettings: settings),
-        .testTarget(name: "RemoraProxyTests", dependencies: ["RemoraProxy", "RemoraCore", "RemoraHTTP1", "RemoraH2"], swiftSettings: settings),
+        .testTarget(name: "RemoraProxyTests", dependencies: ["RemoraProxy", "RemoraCore", "RemoraHTTP1", "RemoraH2", "RemoraConfig", "RemoraPolicy"], swiftSettings: settings),
     ],
     cxxLanguageStandard: .cxx17
 )
