@@ -126,6 +126,8 @@ final class DNSRefresh {
     }
 
     private func record(_ name: String, _ status: DNSStatus?) {
+        // Dropped, then wanted again before the drop arrived: keep the answer until the new one.
+        if status == nil, installedNames.contains(name) || warming.values.contains(where: { $0.contains(name) }) { return }
         let before = statuses[name]?.addresses
         statuses[name] = status
         guard status?.addresses != before, installedNames.contains(name), !changeScheduled else { return }

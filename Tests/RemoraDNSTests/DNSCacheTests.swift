@@ -5,6 +5,13 @@ import XCTest
 final class DNSCacheTests: XCTestCase {
     private func a(_ ip: String, _ ttl: Int = 0) -> DNSRecord { DNSRecord(address: ip, ttl: ttl) }
 
+    /// Takes `name` as due at `now` and records `result` for it.
+    @discardableResult
+    private func lookup(_ c: inout DNSCache, _ name: String, _ result: DNSResult, now: UInt64) -> DNSCache.Outcome? {
+        XCTAssertEqual(c.takeDue(now: now), [name])
+        return c.record(name, result, now: now)
+    }
+
     private func cache(_ names: String..., now: UInt64 = 0, refreshRateMs: Int = 60_000) -> DNSCache {
         var c = DNSCache(refreshRateMs: refreshRateMs)
         c.setNames(Set(names), now: now)
@@ -48,51 +55,41 @@ final class DNSCacheTests: XCTestCase {
 
     func testAllAAAARecordsWhenThereIsNoA() {
         var c = cache("v6.test")
-        _ = c.takeDue(now: 0)
-        _ = c.record("v6.test", .records([a("fd00::2", 20), a("fd00::1", 10)]), now: 0)
+        lookup(&c, "v6.test", .records([a("fd00::2", 20), a("fd00::1", 10)]), now: 0)
         XCTAssertEqual(c["v6.test"]?.addresses, ["fd00::1", "fd00::2"])
         XCTAssertEqual(c["v6.test"]?.nextRefreshMs, 10_000)
     }
 
     func testNoTTLUsesTheRefreshRate() {
-        var c = cache("hosts.test", refreshRateMs: 60_000)
-        _ = c.takeDue(now: 0)
-        _ = c.record("hosts.test", .records([a("127.0.0.1", 0)]), now: 500)
+        var c = cache("hosts.test", now: 500, refreshRateMs: 60_000)
+        lookup(&c, "hosts.test", .records([a("127.0.0.1", 0)]), now: 500)
         XCTAssertEqual(c["hosts.test"]?.nextRefreshMs, 60_500)
         // A negative TTL is no TTL.
-        _ = c.takeDue(now: 60_500)
-        _ = c.record("hosts.test", .records([a("127.0.0.1", -5)]), now: 60_500)
+        lookup(&c, "hosts.test", .records([a("127.0.0.1", -5)]), now: 60_500)
         XCTAssertEqual(c["hosts.test"]?.nextRefreshMs, 120_500)
         // The refresh rate may change between lookups.
         c.refreshRateMs = 5_000
-        _ = c.takeDue(now: 120_500)
-        _ = c.record("hosts.test", .records([a("127.0.0.1", 0)]), now: 120_500)
+        lookup(&c, "hosts.test", .records([a("127.0.0.1", 0)]), now: 120_500)
         XCTAssertEqual(c["hosts.test"]?.nextRefreshMs, 125_500)
     }
 
     func testRefreshIsNeverFasterThanOneSecond() {
         var c = cache("fast.test", refreshRateMs: 0)
-        _ = c.takeDue(now: 0)
-        _ = c.record("fast.test", .records([a("10.0.0.1", 0)]), now: 0)
+        lookup(&c, "fast.test", .records([a("10.0.0.1", 0)]), now: 0)
         XCTAssertEqual(c["fast.test"]?.nextRefreshMs, 1_000)
-        _ = c.takeDue(now: 1_000)
-        _ = c.record("fast.test", .records([a("10.0.0.1", 1)]), now: 1_000)
+        lookup(&c, "fast.test", .records([a("10.0.0.1", 1)]), now: 1_000)
         XCTAssertEqual(c["fast.test"]?.nextRefreshMs, 2_000)
     }
 
     func testChangeDetectionIgnoresOrderAndDuplicates() {
         var c = cache("svc.test")
-        _ = c.takeDue(now: 0)
-        XCTAssertEqual(c.record("svc.test", .records([a("10.0.0.1", 1), a("10.0.0.2", 1)]), now: 0)?.changed, true)
-        _ = c.takeDue(now: 1_000)
-        XCTAssertEqual(c.record("svc.test", .records([a("10.0.0.2", 1), a("10.0.0.1", 1), a("10.0.0.2", 1)]), now: 1_000)?.changed, false)
+        XCTAssertEqual(lookup(&c, "svc.test", .records([a("10.0.0.1", 1), a("10.0.0.2", 1)]), now: 0)?.changed, true)
+        XCTAssertEqual(lookup(&c, "svc.test", .records([a("10.0.0.2", 1), a("10.0.0.1", 1), a("10.0.0.2", 1)]), now: 1_000)?.changed, false)
         XCTAssertEqual(c["svc.test"]?.addresses, ["10.0.0.1", "10.0.0.2"])
-        _ = c.takeDue(now: 2_000)
-        XCTAssertEqual(c.record("svc.test", .records([a("10.0.0.3", 1)]), now: 2_000)?.changed, true)
+        XCTAssertEqual(lookup(&c, "svc.test", .records([a("10.0.0.3", 1)]), now: 2_000)?.changed, true)
         XCTAssertEqual(c["svc.test"]?.addresses, ["10.0.0.3"])
         // A switch of family is a change too.
-        _ = c.takeDue(now: 3_000)
-        XCTAssertEqual(c.record("svc.test", .records([a("fd00::3", 1)]), now: 3_000)?.changed, true)
+        XCTAssertEqual(lookup(&c, "svc.test", .records([a("fd00::3", 1)]), now: 3_000)?.changed, true)
     }
 
     func testAFailureKeepsTheLastGoodAnswerAndBacksOff() {

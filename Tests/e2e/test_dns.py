@@ -225,14 +225,21 @@ def config_version(ports: dict) -> int:
 HOST_A = "svc-a.remora.test"
 
 
-def test_every_address_of_a_dns_service_entry_gets_requests(env):
-    """(a) Two A records → two endpoints, both used; /clusters shows the name and both."""
+def two_endpoints_of_one_name(env):
+    """Echoes a1 on 127.0.0.1:P and a2 on 127.0.0.2:P, dnsmasq giving both for HOST_A, and
+    a proxy routing HOST_A round robin to a `resolution: DNS` ServiceEntry of it."""
     port = free_port()
     echo_on(env, "127.0.0.1", port, "a1")
     echo_on(env, "127.0.0.2", port, "a2")
     dns = Dnsmasq(env, {HOST_A: ["127.0.0.1", "127.0.0.2"]})
     px, ports, _ = start_proxy(env, [dns_service_entry("svc-a", HOST_A, port), round_robin("svc-a", HOST_A),
                                      route("a", HOST_A, HOST_A)], [f"127.0.0.1:{dns.port}"])
+    return px, ports, dns, port
+
+
+def test_every_address_of_a_dns_service_entry_gets_requests(env):
+    """(a) Two A records → two endpoints, both used; /clusters shows the name and both."""
+    px, ports, _, port = two_endpoints_of_one_name(env)
     seen = names_seen(px.port, HOST_A, 10)
     assert set(seen) == {"a1", "a2"}, seen
     [c] = dns_clusters(ports, HOST_A)
@@ -271,12 +278,7 @@ def test_ttl_is_respected_without_a_reload(env):
 def test_last_good_answer_survives_the_name_server(env):
     """(c) dnsmasq killed: requests keep succeeding well past the TTL; /clusters still
     lists the addresses and says why lookups fail."""
-    port = free_port()
-    echo_on(env, "127.0.0.1", port, "a1")
-    echo_on(env, "127.0.0.2", port, "a2")
-    dns = Dnsmasq(env, {HOST_A: ["127.0.0.1", "127.0.0.2"]})
-    px, ports, _ = start_proxy(env, [dns_service_entry("svc-a", HOST_A, port), round_robin("svc-a", HOST_A),
-                                     route("a", HOST_A, HOST_A)], [f"127.0.0.1:{dns.port}"])
+    px, ports, dns, _ = two_endpoints_of_one_name(env)
     assert set(names_seen(px.port, HOST_A, 4)) == {"a1", "a2"}
     dns.kill()
     deadline = time.monotonic() + 6   # six TTLs: several failed lookups
