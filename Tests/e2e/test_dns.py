@@ -7,6 +7,7 @@ at by `Proxy.spec.dns.servers`.
 - the name server gone: the last good answer keeps serving, `/clusters` still lists it;
 - a destination with no ServiceEntry (the DNS fallback) resolves through the configured
   server, and a configuration change that brings a new name is installed once it resolved;
+- a name with A and AAAA records uses the A records only (V4_PREFERRED);
 - a name server that never answers delays neither start-up nor a PUT beyond the warm
   timeout, and never the requests of other routes.
 
@@ -314,6 +315,19 @@ def test_host_without_service_entry_resolves_through_the_configured_server(env):
     assert st == 200, reply
     r = http_request(px.port, "GET", "/", host="later.local")
     assert r.status == 200 and r.header("x-echo-name") == "fallback", r
+
+
+def test_ipv4_is_preferred_when_a_name_has_both_families(env):
+    """A name with an A and an AAAA record: only the A record is an endpoint (the echo
+    listens on IPv4 only, so round robin onto ::1 would refuse every other request)."""
+    port = free_port()
+    echo_on(env, "127.0.0.1", port, "v4")
+    dns = Dnsmasq(env, {"dual.remora.test": ["127.0.0.1", "::1"]})
+    assert dns_query(dns.port, "dual.remora.test", qtype=28) == ["::1"], "dnsmasq should serve the AAAA record"
+    px, ports, _ = start_proxy(env, [route("dual", "dual.local", "dual.remora.test", port)], [f"127.0.0.1:{dns.port}"])
+    assert set(names_seen(px.port, "dual.local", 6)) == {"v4"}
+    [c] = dns_clusters(ports, "dual.remora.test")
+    assert c["dns"]["addresses"] == ["127.0.0.1"], c
 
 
 def test_a_silent_name_server_delays_nothing_beyond_the_warm_timeout(env):
