@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building, testing and the demo need, if missing (Debian packages; pytest,
+# Installs what building, testing and the demo need, if missing (Debian packages — dnsmasq-base
+# is the name server of Tests/e2e/test_dns.py, not a service; pytest,
 # grpcio and h2 for the end-to-end tests' gRPC and raw HTTP/2 peers; kubernetes-validate
 # and dockerfile for the deployment tests).
 # Idempotent: a machine that has everything installs nothing.
 set -euo pipefail
-packages=(libnghttp2-dev libssl-dev libre2-dev pkg-config curl wrk haproxy nghttp2-client iptables iproute2)
+packages=(libnghttp2-dev libssl-dev libre2-dev libc-ares-dev pkg-config curl wrk haproxy nghttp2-client iptables iproute2 dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -112,27 +111,6 @@ int remora_addr_make(const char *host, int port, remora_addr *out) {
         return 0;
     }
     return -1;
-}
-
-int remora_addr_resolve(const char *host, int port, remora_addr *out, int max) {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0) return -1;
-    int n = 0;
-    for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof out[n].storage) continue;
-        memset(&out[n], 0, sizeof out[n]);
-        memcpy(&out[n].storage, ai->ai_addr, ai->ai_addrlen);
-        out[n].len = ai->ai_addrlen;
-        if (ai->ai_family == AF_INET) ((struct sockaddr_in *)&out[n].storage)->sin_port = htons((uint16_t)port);
-        else if (ai->ai_family == AF_INET6) ((struct sockaddr_in6 *)&out[n].storage)->sin6_port = htons((uint16_t)port);
-        else continue;
-        n++;
-    }
-    freeaddrinfo(res);
-    return n;
 }
 
 int remora_addr_ip(const remora_addr *a, char *buf, size_t buflen) {

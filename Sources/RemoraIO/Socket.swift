@@ -15,20 +15,6 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     init(raw: remora_addr) { self.raw = raw }
 
-    /// Resolves a name through getaddrinfo. Blocking: the control thread only.
-    public static func resolve(host: String, port: Int) -> [SocketAddress] {
-        if let a = SocketAddress(host: host, port: port) { return [a] }
-        var out = [remora_addr](repeating: remora_addr(), count: 16)
-        let n = remora_addr_resolve(host, Int32(port), &out, 16)
-        guard n > 0 else { return [] }
-        var seen = Set<SocketAddress>()
-        let all = out[0..<Int(n)].map(SocketAddress.init(raw:)).filter { seen.insert($0).inserted }
-        // IPv4 when the name has both (Istio's V4 preference): "localhost" must not round-robin
-        // onto ::1 where a v4-only backend refuses.
-        let v4 = all.filter { !$0.ip.contains(":") }
-        return v4.isEmpty ? all : v4
-    }
-
     public var ip: String {
         var raw = self.raw
         var buf = [CChar](repeating: 0, count: 64)

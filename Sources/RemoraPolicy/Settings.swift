@@ -28,6 +28,16 @@ public struct ProxyLimits: Sendable, Hashable {
     public init() {}
 }
 
+/// How cluster names are resolved (`Proxy.spec.dns`).
+public struct DNSSettings: Sendable, Hashable {
+    /// Name servers instead of /etc/resolv.conf's; empty: resolv.conf's.
+    public var servers: [ListenAddress] = []
+    /// How often an answer without a TTL (/etc/hosts) is looked up again.
+    public var refreshRateMs: Int = 60_000
+
+    public init() {}
+}
+
 public enum AccessLogTarget: Sendable, Equatable {
     case stdout
     case off
@@ -54,6 +64,7 @@ public struct ProxySettings: Sendable {
     /// Reload when the configuration files change.
     public var watch = false
     public var limits = ProxyLimits()
+    public var dns = DNSSettings()
 
     /// All defaults.
     public init() {}
@@ -87,6 +98,10 @@ public struct ProxySettings: Sendable {
             if let v = l.maxConcurrentStreams { limits.maxConcurrentStreams = v }
             if let v = l.http2StreamWindowBytes { limits.http2StreamWindowBytes = v }
             if let v = l.http2ConnectionWindowBytes { limits.http2ConnectionWindowBytes = v }
+        }
+        if let d = spec.dns {
+            if let list = d.servers { dns.servers = list.map { ListenAddress(address: $0.address, port: $0.port ?? 53) } }
+            if let r = d.refreshRate { dns.refreshRateMs = r.milliseconds }
         }
     }
 

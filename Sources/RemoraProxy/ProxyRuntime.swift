@@ -46,11 +46,8 @@ public final class ProxyRuntime: AdminHost {
     private var signalFD: Int32 = -1
     private var drainedWorkers = 0
     private var draining = false
-    /// DNS clusters are re-resolved on their own thread (getaddrinfo blocks), never on a worker.
-    private let resolver = WorkerThread(index: -1)
-    private var resolving = false
-    static let dnsRefreshMs = 30_000
-    private lazy var dnsTimer = LoopTimer { [unowned self] in self.refreshDNS() }
+    /// Names are resolved on their own thread (c-ares), never on a worker; each on its TTL.
+    private let dns: DNSRefresh
     /// The listeners bound now, by name: their sockets (one per worker) and TLS context.
     private var bound: [String: BoundListener] = [:]
     private struct BoundListener {
@@ -75,7 +72,9 @@ public final class ProxyRuntime: AdminHost {
         self.loadSources = loadSources
         self.watchPaths = watchPaths
         store = ConfigStore(initial: snapshot.config, snapshot: snapshot)
-        state = ProxyState.build(snapshot, version: 1, registry: registry)
+        dns = DNSRefresh(control: controlLoop)
+        // IP literals only until `run` has warmed the names.
+        state = ProxyState.build(snapshot, version: 1, registry: registry) { _ in [] }
     }
 
     /// Runs until drained after SIGTERM/SIGINT. Throws only at start-up.
@@ -112,6 +111,22 @@ public final class ProxyRuntime: AdminHost {
             }
         }
 
+        do {
+            admin = try AdminServer(loop: controlLoop, store: store, host: self, admin: settings.admin,
+                                    health: settings.health, metrics: settings.metrics)
+            admin?.appendConfigMetrics = false   // rendered with the rest below
+        } catch {
+            for b in bound.values { for f in b.fds { Socket.close(f) } }
+            throw .listen("admin endpoints: \(error)")
+        }
+
+        // Names are resolved before the workers start (bounded by the warm timeout), like a
+        // configuration change that brings new names.
+        dns.onChange = { [unowned self] in self.dnsChanged() }
+        dns.start()
+        dns.warmAtStartup(state.snapshot)
+        state = ProxyState.build(state.snapshot, version: state.version, registry: registry, lookup: dns.addresses)
+
         for i in 0..<count {
             let thread = WorkerThread(index: i)
             let worker = ProxyWorker(index: i, loop: thread.loop, state: state)
@@ -127,14 +142,6 @@ public final class ProxyRuntime: AdminHost {
             workers.append(worker)
         }
         for w in workers { w.peers = workers }
-        do {
-            admin = try AdminServer(loop: controlLoop, store: store, host: self, admin: settings.admin,
-                                    health: settings.health, metrics: settings.metrics)
-            admin?.appendConfigMetrics = false   // rendered with the rest below
-        } catch {
-            for b in bound.values { for f in b.fds { Socket.close(f) } }
-            throw .listen("admin endpoints: \(error)")
-        }
         if settings.watch, !watchPaths.isEmpty {
             watched = FileWatch(paths: watchPaths)
             controlLoop.arm(watchTimer, afterMs: ProxyRuntime.watchIntervalMs)
@@ -143,8 +150,6 @@ public final class ProxyRuntime: AdminHost {
         for t in threads { t.start { _ in } }
         started = true
         _ = controlLoop.register(fd: signalFD, events: IOEvents.readable, handler: SignalHandler(self, fd: signalFD))
-        resolver.start { _ in }
-        controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
         if !serverTLS.isEmpty { controlLoop.arm(certificateTimer, afterMs: ProxyRuntime.certificateCheckMs) }
         Log.info("serving with \(count) worker(s)")
         controlLoop.run()
@@ -251,24 +256,28 @@ public final class ProxyRuntime: AdminHost {
     }
 
     public func clustersJSON() -> ConfigValue {
-        .object([ConfigValue.ObjectEntry("clusters", .array(state.clusters.map { c in
-            .object([ConfigValue.ObjectEntry("name", .string(c.spec.name)),
-                     ConfigValue.ObjectEntry("host", .string(c.spec.host)),
-                     ConfigValue.ObjectEntry("protocol", .string("\(c.spec.upstreamProtocol)")),
-                     ConfigValue.ObjectEntry("tls", .bool(c.tls != nil)),
-                     ConfigValue.ObjectEntry("circuitBreakers", .object(c.resilience.map { r in
-                         [ConfigValue.ObjectEntry("connections", .int(r.breaker.count(.connections))),
-                          ConfigValue.ObjectEntry("pendingRequests", .int(r.breaker.count(.pendingRequests))),
-                          ConfigValue.ObjectEntry("requests", .int(r.breaker.count(.requests))),
-                          ConfigValue.ObjectEntry("retries", .int(r.breaker.count(.retries)))]
-                     } ?? [])),
-                     ConfigValue.ObjectEntry("endpoints", .array(c.endpoints.enumerated().map { i, e in
-                         let ejected = c.resilience?.outlier?.isEjected(endpoint: i) ?? false
-                         return .object([ConfigValue.ObjectEntry("address", .string(e.address.description)),
-                                         ConfigValue.ObjectEntry("health", .string(ejected ? "EJECTED" : "HEALTHY")),
-                                         ConfigValue.ObjectEntry("activeRequests", .int(c.resilience?.hosts.activeRequests(i) ?? 0))])
-                     }))])
-        }))])
+        .object([ConfigValue.ObjectEntry("clusters", .array(state.clusters.map(clusterJSON)))])
+    }
+
+    private func clusterJSON(_ c: ClusterTarget) -> ConfigValue {
+        var entries = [ConfigValue.ObjectEntry("name", .string(c.spec.name)),
+                       ConfigValue.ObjectEntry("host", .string(c.spec.host)),
+                       ConfigValue.ObjectEntry("protocol", .string("\(c.spec.upstreamProtocol)")),
+                       ConfigValue.ObjectEntry("tls", .bool(c.tls != nil))]
+        if let d = dns.clusterJSON(c.spec) { entries.append(ConfigValue.ObjectEntry("dns", d)) }
+        entries.append(ConfigValue.ObjectEntry("circuitBreakers", .object(c.resilience.map { r in
+            [ConfigValue.ObjectEntry("connections", .int(r.breaker.count(.connections))),
+             ConfigValue.ObjectEntry("pendingRequests", .int(r.breaker.count(.pendingRequests))),
+             ConfigValue.ObjectEntry("requests", .int(r.breaker.count(.requests))),
+             ConfigValue.ObjectEntry("retries", .int(r.breaker.count(.retries)))]
+        } ?? [])))
+        entries.append(ConfigValue.ObjectEntry("endpoints", .array(c.endpoints.enumerated().map { i, e in
+            let ejected = c.resilience?.outlier?.isEjected(endpoint: i) ?? false
+            return .object([ConfigValue.ObjectEntry("address", .string(e.address.description)),
+                            ConfigValue.ObjectEntry("health", .string(ejected ? "EJECTED" : "HEALTHY")),
+                            ConfigValue.ObjectEntry("activeRequests", .int(c.resilience?.hosts.activeRequests(i) ?? 0))])
+        })))
+        return .object(entries)
     }
 
     // MARK: watching the sources
@@ -311,8 +320,15 @@ public final class ProxyRuntime: AdminHost {
     /// Hands a new configuration to every worker and calls `done` (on the control loop)
     /// once all of them have it. Listeners are opened or closed only when the listener set
     /// changed; a listener whose servers changed keeps its socket and connections.
+    /// A configuration that brings names DNS has not resolved yet waits for them first (at most
+    /// `DNSRefresh.warmTimeoutMs`); one superseded meanwhile by a newer one is not installed.
     public func install(_ snapshot: Snapshot, version: Int, done: @escaping () -> Void) {
-        let next = ProxyState.build(snapshot, version: version, registry: registry)
+        dns.prepare(snapshot, install: { [unowned self] in self.installNow(snapshot, version: version, done: done) },
+                    superseded: done)
+    }
+
+    private func installNow(_ snapshot: Snapshot, version: Int, done: @escaping () -> Void) {
+        let next = ProxyState.build(snapshot, version: version, registry: registry, lookup: dns.addresses)
         let wanted = Dictionary(snapshot.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var removed: [String] = []
         for name in bound.keys where wanted[name] == nil {
@@ -384,27 +400,16 @@ public final class ProxyRuntime: AdminHost {
         }
     }
 
-    private func refreshDNS() {
-        controlLoop.arm(dnsTimer, afterMs: ProxyRuntime.dnsRefreshMs)
-        let current = state
-        let hasDNS = current.snapshot.clusters.contains { if case .dns = $0.resolution { true } else { false } }
-        guard hasDNS, !resolving, !draining else { return }
-        resolving = true
-        let registry = self.registry
-        resolver.loop.post { [controlLoop] in
-            let fresh = ProxyState.build(current.snapshot, version: current.version, registry: registry)
-            controlLoop.post { [unowned self] in
-                self.resolving = false
-                // Install only if no reload happened meanwhile and an address changed.
-                guard self.state === current, !fresh.sameEndpoints(as: current) else { return }
-                self.state = fresh
-                for w in self.workers { w.loop.post { w.install(fresh) } }
-                Log.info("DNS refresh: cluster endpoints changed")
-            }
-        }
+    /// An address set changed: the state in force is rebuilt from the same snapshot and
+    /// posted to the workers when a cluster's endpoints changed.
+    private func dnsChanged() {
+        guard !draining else { return }
+        let fresh = ProxyState.build(state.snapshot, version: state.version, registry: registry, lookup: dns.addresses)
+        guard !fresh.sameEndpoints(as: state) else { return }
+        state = fresh
+        for w in workers { w.loop.post { w.install(fresh) } }
+        Log.info("DNS: cluster endpoints changed")
     }
-
-
 }
 
 /// Reads the signalfd on the control loop.

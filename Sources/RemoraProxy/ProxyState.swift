@@ -14,8 +14,9 @@ public struct EndpointRef: Sendable {
     public let poolID: Int
 }
 
-/// A cluster with its endpoints resolved (DNS clusters are resolved on the control
-/// thread when the state is built; the request path never resolves names).
+/// A cluster with its endpoints resolved (names are resolved by `DNSRefresh` on the resolver
+/// thread and taken from its answers when the state is built; the request path never
+/// resolves names).
 /// A class, not a struct: exchanges keep a reference to theirs, and the ClusterSpec inside
 /// (traffic policy and all) is kilobytes that must not be copied into every connection.
 public final class ClusterTarget: Sendable {
@@ -92,20 +93,18 @@ public final class ProxyState: Sendable {
         }
     }
 
-    /// Resolves every cluster of `snapshot`. Blocking (DNS): the control thread only.
-    public static func build(_ snapshot: Snapshot, version: Int, registry: EndpointRegistry) -> ProxyState {
+    /// Builds every cluster of `snapshot` with the addresses DNS has given so far (`lookup`:
+    /// a name's last good answer, empty when there is none). IP literals are used as they
+    /// are; nothing here blocks.
+    public static func build(_ snapshot: Snapshot, version: Int, registry: EndpointRegistry,
+                             lookup: (String) -> [String]) -> ProxyState {
         let clusters = snapshot.clusters.map { spec -> ClusterTarget in
             var addresses: [SocketAddress] = []
             switch spec.resolution {
             case .staticEndpoints(let eps):
-                for ep in eps {
-                    let resolved = SocketAddress.resolve(host: ep.address, port: ep.port)
-                    if resolved.isEmpty { Log.warning("cluster \(spec.name): cannot resolve endpoint \(ep.address)") }
-                    addresses.append(contentsOf: resolved)
-                }
+                for ep in eps { addresses.append(contentsOf: endpointAddresses(ep.address, port: ep.port, lookup)) }
             case .dns(let host, let port):
-                addresses = SocketAddress.resolve(host: host, port: port)
-                if addresses.isEmpty { Log.warning("cluster \(spec.name): DNS gave no address for \(host)") }
+                addresses = endpointAddresses(host, port: port, lookup)
             }
             let endpoints = addresses.map { EndpointRef(address: $0, poolID: registry.id(for: $0)) }
             return ClusterTarget(spec: spec, endpoints: endpoints,
@@ -114,6 +113,29 @@ public final class ProxyState: Sendable {
                                  resilience: registry.resilience(spec, endpoints: endpoints))
         }
         return ProxyState(snapshot: snapshot, clusters: clusters, version: version)
+    }
+
+    private static func endpointAddresses(_ host: String, port: Int, _ lookup: (String) -> [String]) -> [SocketAddress] {
+        if let literal = SocketAddress(host: host, port: port) { return [literal] }
+        return lookup(host).compactMap { SocketAddress(host: $0, port: port) }
+    }
+
+    /// The names `snapshot`'s clusters need DNS for: DNS clusters' hosts and STATIC endpoints
+    /// written as names. IP literals, wildcards and unix sockets are not names.
+    public static func dnsNames(_ snapshot: Snapshot) -> Set<String> {
+        var names = Set<String>()
+        func add(_ host: String) {
+            guard !host.isEmpty, SocketAddress(host: host, port: 0) == nil,
+                  !host.contains(where: { $0 == "*" || $0 == "/" || $0 == " " }) else { return }
+            names.insert(host)
+        }
+        for spec in snapshot.clusters {
+            switch spec.resolution {
+            case .staticEndpoints(let eps): for ep in eps { add(ep.address) }
+            case .dns(let host, _): add(host)
+            }
+        }
+        return names
     }
 }
 

@@ -104,15 +104,12 @@ private final class TestServer: EventHandler {
     }
 }
 
-final class ResolveTests: XCTestCase {
-    func testNumericAddressesNeedNoLookup() {
-        XCTAssertEqual(SocketAddress.resolve(host: "10.1.2.3", port: 80).map(\.description), ["10.1.2.3:80"])
-        XCTAssertEqual(SocketAddress.resolve(host: "::1", port: 8080).map(\.description), ["[::1]:8080"])
-    }
-
-    func testLocalhostPrefersIPv4() {
-        let r = SocketAddress.resolve(host: "localhost", port: 9)
-        XCTAssertFalse(r.isEmpty)
-        XCTAssertTrue(r.allSatisfy { !$0.ip.contains(":") }, "\(r)")
+final class SocketAddressTests: XCTestCase {
+    /// Literals only: names are resolved by RemoraDNS, never here.
+    func testNumericAddresses() {
+        XCTAssertEqual(SocketAddress(host: "10.1.2.3", port: 80)?.description, "10.1.2.3:80")
+        XCTAssertEqual(SocketAddress(host: "::1", port: 8080)?.description, "[::1]:8080")
+        XCTAssertEqual(SocketAddress(host: "[::1]", port: 8080)?.description, "[::1]:8080")
+        XCTAssertNil(SocketAddress(host: "localhost", port: 80))
     }
 }

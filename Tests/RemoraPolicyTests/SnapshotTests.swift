@@ -91,6 +91,11 @@ final class SnapshotTests: XCTestCase {
         XCTAssertEqual(s.listeners.map(\.name), ["127.0.0.1_16001"])
         let off = try compile("apiVersion: remora.dev/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {accessLog: {path: \"off\"}}\n")
         XCTAssertEqual(off.settings.accessLog, .off)
+        XCTAssertEqual(st.dns, DNSSettings(), "no dns: resolv.conf's servers, 60 s")
+        XCTAssertEqual(st.dns.refreshRateMs, 60_000)
+        let dns = try compile("apiVersion: remora.dev/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {dns: {servers: [\"127.0.0.1:5353\", \"fd00::1\"], refreshRate: 2m}}\n")
+        XCTAssertEqual(dns.settings.dns.servers, [ListenAddress(address: "127.0.0.1", port: 5353), ListenAddress(address: "fd00::1", port: 53)])
+        XCTAssertEqual(dns.settings.dns.refreshRateMs, 120_000)
     }
 
     func testVirtualServiceBindingToGatewaysAndMesh() throws {

@@ -52,8 +52,6 @@ typedef struct {
     socklen_t len;
 } remora_addr;
 int remora_addr_make(const char *host, int port, remora_addr *out);
-// Resolves a name (getaddrinfo; blocking: control thread only). Fills up to `max`; returns the count or -1.
-int remora_addr_resolve(const char *host, int port, remora_addr *out, int max);
 // Formats the address without its port into buf; returns the length.
 int remora_addr_ip(const remora_addr *a, char *buf, size_t buflen);
 int remora_addr_port(const remora_addr *a);

@@ -34,6 +34,20 @@ public struct ProxySpec: Sendable, Hashable {
         public var http2ConnectionWindowBytes: Int?
     }
 
+    /// `dns`: how names are resolved (ServiceEntry `resolution: DNS`, hosts without a ServiceEntry).
+    public struct DNS: Sendable, Hashable {
+        /// Name servers to ask instead of /etc/resolv.conf's: an IP address, optionally with a port.
+        public var servers: [Server]?
+        /// How often an answer without a TTL (e.g. from /etc/hosts) is looked up again.
+        public var refreshRate: ConfigDuration?
+
+        public struct Server: Sendable, Hashable {
+            public var address: String
+            /// nil: 53.
+            public var port: Int?
+        }
+    }
+
     /// The resource's name and labels, carried with the spec so that `ConfigSet.proxy` alone
     /// is enough to build the proxy's settings.
     public var name: String = "sidecar"
@@ -53,6 +67,7 @@ public struct ProxySpec: Sendable, Hashable {
     /// Reload when the `-c` files change (a ConfigMap volume update swaps a symlink).
     public var watch: Bool?
     public var limits: Limits?
+    public var dns: DNS?
 
     public init() {}
 
@@ -93,7 +108,28 @@ public struct ProxySpec: Sendable, Hashable {
                    http2StreamWindowBytes: l.int("http2StreamWindowBytes", min: 65_535, max: Int(Int32.max)),
                    http2ConnectionWindowBytes: l.int("http2ConnectionWindowBytes", min: 65_535, max: Int(Int32.max)))
         }
+        s.dns = r.object("dns", decodeDNS)
         return s
+    }
+
+    private static func decodeDNS(_ r: ObjectReader) -> DNS {
+        var servers: [DNS.Server]?
+        if let list = r.stringList("servers") {
+            servers = []
+            for (i, text) in list.enumerated() {
+                guard let (address, port) = IPLiteral.parseHostPort(text) else {
+                    r.ctx.error("\(r.p("servers"))[\(i)]", "invalid name server \"\(text)\" (expected an IP address, optionally with a port: 10.0.0.10, 10.0.0.10:5353, [fd00::10]:53)")
+                    continue
+                }
+                servers?.append(DNS.Server(address: address, port: port))
+            }
+        }
+        var refreshRate = r.duration("refreshRate")
+        if let d = refreshRate, d.nanoseconds < 1_000_000_000 {
+            r.ctx.error(r.p("refreshRate"), "must be at least 1s")
+            refreshRate = nil
+        }
+        return DNS(servers: servers, refreshRate: refreshRate)
     }
 
     private static func decodeAddress(_ r: ObjectReader) -> Address {
