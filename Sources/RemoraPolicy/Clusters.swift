@@ -152,16 +152,22 @@ final class ClusterBuilder {
                 return targetPort
             }
             let eps = spec.endpoints.filter { e in subsetLabels.allSatisfy { e.labels[$0.key] == $0.value } }
+            let listed = ClusterResolution.staticEndpoints(eps.compactMap { e in
+                e.address.map { Endpoint(address: $0, port: endpointPort(e), labels: e.labels, weight: e.weight, locality: e.locality) }
+            })
             switch spec.resolution {
             case "STATIC":
-                resolution = .staticEndpoints(eps.compactMap { e in
-                    e.address.map { Endpoint(address: $0, port: endpointPort(e), labels: e.labels, weight: e.weight, locality: e.locality) }
-                })
+                resolution = listed
             case "DNS", "DNS_ROUND_ROBIN":
-                if let e = eps.first, let a = e.address {
-                    resolution = .dns(host: a, port: endpointPort(e))
-                } else {
+                // The endpoints' addresses are the names to resolve (every address of each
+                // becomes an endpoint; labels and weights stay with their entry); without
+                // endpoints, the host itself. One name keeps the DNS form (shown in /clusters).
+                if spec.endpoints.isEmpty {
                     resolution = .dns(host: d.host, port: targetPort)
+                } else if eps.count == 1, let a = eps[0].address {
+                    resolution = .dns(host: a, port: endpointPort(eps[0]))
+                } else {
+                    resolution = listed
                 }
             default:  // NONE
                 originalDst = true

@@ -142,9 +142,20 @@ final class DNSRefresh {
 
     /// `GET /clusters`: the name a DNS cluster resolves, its addresses (the last good answer),
     /// RESOLVING (no result yet) / RESOLVED / FAILING, milliseconds until the next lookup and
-    /// why the last lookups failed. nil for clusters without a name to resolve.
+    /// why the last lookups failed; an array of those when the cluster's endpoints are
+    /// several names. nil for clusters without a name to resolve.
     func clusterJSON(_ spec: ClusterSpec) -> ConfigValue? {
-        guard case .dns(let host, _) = spec.resolution, let st = statuses[host] else { return nil }
+        switch spec.resolution {
+        case .dns(let host, _):
+            return nameJSON(host)
+        case .staticEndpoints(let eps):
+            let names = eps.compactMap { nameJSON($0.address) }
+            return names.isEmpty ? nil : .array(names)
+        }
+    }
+
+    private func nameJSON(_ host: String) -> ConfigValue? {
+        guard let st = statuses[host] else { return nil }
         let now = MonotonicClock.nowMilliseconds()
         var entries = [ConfigValue.ObjectEntry("name", .string(host)),
                        ConfigValue.ObjectEntry("addresses", .array(st.addresses.map { .string($0) })),

@@ -253,6 +253,45 @@ final class SnapshotTests: XCTestCase {
                        ["outbound|9080|v1|reviews.bookinfo.svc.cluster.local", "outbound|9443||reviews.bookinfo.svc.cluster.local"])
     }
 
+    /// A `resolution: DNS` ServiceEntry resolves every endpoint's name (a subset keeps its
+    /// own), one name keeps the DNS form, none falls back to the host.
+    func testDNSServiceEntryEndpointsAreAllNamesToResolve() throws {
+        let s = try compile("""
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {name: db, namespace: default}
+        spec:
+          hosts: [db.example.com]
+          ports: [{number: 80, name: http, protocol: HTTP, targetPort: 8080}]
+          resolution: DNS
+          endpoints:
+          - {address: db-a.example.com, labels: {zone: a}}
+          - {address: db-b.example.com, labels: {zone: b}, weight: 3}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: db, namespace: default}
+        spec:
+          host: db.example.com
+          subsets: [{name: a, labels: {zone: a}}]
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: db, namespace: default}
+        spec:
+          hosts: [db.example.com]
+          http:
+          - match: [{headers: {zone: {exact: a}}}]
+            route: [{destination: {host: db.example.com, subset: a}}]
+          - route: [{destination: {host: db.example.com}}]
+        """)
+        let all = try XCTUnwrap(s.clusters.first { $0.name == "outbound|80||db.example.com" })
+        XCTAssertEqual(all.resolution, .staticEndpoints([Endpoint(address: "db-a.example.com", port: 8080, labels: ["zone": "a"]),
+                                                         Endpoint(address: "db-b.example.com", port: 8080, labels: ["zone": "b"], weight: 3)]))
+        let a = try XCTUnwrap(s.clusters.first { $0.name == "outbound|80|a|db.example.com" })
+        XCTAssertEqual(a.resolution, .dns(host: "db-a.example.com", port: 8080))
+    }
+
     func testCompileErrors() throws {
         // A destination port that the ServiceEntry does not have, and a port used twice.
         let text = """

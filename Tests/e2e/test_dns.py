@@ -251,6 +251,26 @@ def test_every_address_of_a_dns_service_entry_gets_requests(env):
     assert 0 <= c["dns"]["nextRefreshMs"] <= 1_100, c
 
 
+def test_every_endpoint_name_of_a_dns_service_entry_is_resolved(env):
+    """A `resolution: DNS` ServiceEntry with two endpoints, each a name: both names are
+    resolved and both become endpoints (Envoy STRICT_DNS with two hosts); /clusters lists
+    both names."""
+    port = free_port()
+    echo_on(env, "127.0.0.1", port, "b1")
+    echo_on(env, "127.0.0.2", port, "b2")
+    names = {"b1.remora.test": ["127.0.0.1"], "b2.remora.test": ["127.0.0.2"]}
+    dns = Dnsmasq(env, names)
+    se = dns_service_entry("svc-b", "svc-b.remora.test", port)
+    se["spec"]["endpoints"] = [{"address": n} for n in names]
+    px, ports, _ = start_proxy(env, [se, round_robin("svc-b", "svc-b.remora.test"),
+                                     route("b", "svc-b.remora.test", "svc-b.remora.test")], [f"127.0.0.1:{dns.port}"])
+    seen = names_seen(px.port, "svc-b.remora.test", 10)
+    assert set(seen) == {"b1", "b2"}, seen
+    [c] = dns_clusters(ports, "svc-b.remora.test")
+    assert sorted((d["name"], tuple(d["addresses"])) for d in c["dns"]) == [
+        ("b1.remora.test", ("127.0.0.1",)), ("b2.remora.test", ("127.0.0.2",))], c
+
+
 def test_ttl_is_respected_without_a_reload(env):
     """(b) The record changes (TTL 1 s): traffic moves to the new address within seconds,
     the configuration version stays 1."""
