@@ -63,19 +63,19 @@ final class ConnectionLifetimeTests: XCTestCase {
 
     """
 
-    func testClusterLifetimeFromDestinationRule() throws {
-        let dr = """
+    /// A DestinationRule for db.shop with this `connectionPool` (flow YAML).
+    private func rule(_ connectionPool: String) -> String {
+        """
         ---
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
         metadata: {name: db, namespace: default}
-        spec:
-          host: db.shop
-          trafficPolicy:
-            connectionPool:
-              tcp: {maxConnectionDuration: 30s, idleTimeout: 5s}
-              http: {idleTimeout: 2s, maxRequestsPerConnection: 7}
+        spec: {host: db.shop, trafficPolicy: {connectionPool: \(connectionPool)}}
         """
+    }
+
+    func testClusterLifetimeFromDestinationRule() throws {
+        let dr = rule("{tcp: {maxConnectionDuration: 30s, idleTimeout: 5s}, http: {idleTimeout: 2s, maxRequestsPerConnection: 7}}")
         let l = try cluster(base + dr).connectionLifetime
         XCTAssertEqual(l.idleTimeoutMs, 2000)
         XCTAssertEqual(l.maxDurationMs, 30_000)
@@ -86,16 +86,7 @@ final class ConnectionLifetimeTests: XCTestCase {
     }
 
     func testTCPTimeoutsByDeclaredTCPPort() throws {
-        let dr = """
-        ---
-        apiVersion: networking.istio.io/v1
-        kind: DestinationRule
-        metadata: {name: db, namespace: default}
-        spec:
-          host: db.shop
-          trafficPolicy:
-            connectionPool: {tcp: {idleTimeout: 5s, maxConnectionDuration: 1m}}
-        """
+        let dr = rule("{tcp: {idleTimeout: 5s, maxConnectionDuration: 1m}}")
         let byPort = TCPTimeouts.byPort(try ConfigLoader.parse(base + dr, source: "t.yaml"))
         XCTAssertEqual(byPort[5432], TCPTimeouts(idleMs: 5000, maxDurationMs: 60_000))
         XCTAssertNil(byPort[80], "an HTTP port is not TCP-proxied")
