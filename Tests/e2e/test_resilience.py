@@ -743,8 +743,11 @@ def test_circuit_breaking_overflow_503_uo(env, workers):
         f"{len(ok)} got 200 (after {ok} s) and {len(fast_overflow)} got an immediate 503 with "
         f"x-remora-overloaded: true (want 10 such 503s, and 2 successes, the second one queued "
         f"behind the first); results {sorted((r[0], round(r[1], 2), r[2]) for r in results)}")
-    assert stats.get("upstream_rq_pending_overflow") == 10 and stats.get("upstream_cx_overflow") == 11, (
+    # upstream_cx_overflow counts every request that found the connection taken: 11, or 12
+    # when the first request served had itself waited (with 2 workers the idle connection left
+    # by the warm-up request may be on the other worker, closed to free its slot).
+    assert stats.get("upstream_rq_pending_overflow") == 10 and stats.get("upstream_cx_overflow") in (11, 12), (
         f"counters: upstream_rq_pending_overflow {stats.get('upstream_rq_pending_overflow')} (want 10: the "
-        f"503s), upstream_cx_overflow {stats.get('upstream_cx_overflow')} (want 11: every request that "
-        f"found the connection taken)")
+        f"503s), upstream_cx_overflow {stats.get('upstream_cx_overflow')} (want 11 or 12: every request "
+        f"that found the connection taken)")
     assert flags.get("UO", 0) == 10 and flags.get("-", 0) == 2, f"access-log flags of the 12 requests: {dict(flags)}"
