@@ -198,7 +198,7 @@ final class ProxyWorker {
             return .ready(enqueue(f, breaker: b, lifetime: lifetime), reused: false)
         }
         guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls, breaker: breaker, lifetime: lifetime) else {
-            breaker?.release(.connections)
+            connectionSlotFreed(breaker)   // wakes requests that may be waiting for it
             return .failed
         }
         return .ready(c, reused: reused)
@@ -214,7 +214,7 @@ final class ProxyWorker {
         if let b = breaker, !b.tryAcquire(.connections) { return nil }
         guard let c = H2UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs,
                                                    maxStreams: maxStreams, tls: tls, breaker: breaker, lifetime: lifetime) else {
-            breaker?.release(.connections)
+            connectionSlotFreed(breaker)   // wakes requests that may be waiting for it
             return nil
         }
         h2[id].append(c)
