@@ -142,12 +142,7 @@ extension DownstreamConnection {
             headCopy.append(UnsafeRawBufferPointer(rebasing: inBuf.readable[..<head.headBytes]))
         }
         guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
-        let us: UpstreamRequest
-        switch worker.openUpstream(f) {
-        case .ready(let u, _): us = u
-        case .overflow: return answerLocally(.overflow)
-        case .failed: return upstreamFailed(.connectFailed, reused: false)
-        }
+        guard let us = openAttempt(f) else { return }
         upstream = us
         us.attach(self, method: head.methodKind)
         responseOps = f.responseOps

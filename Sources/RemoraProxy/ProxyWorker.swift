@@ -130,18 +130,6 @@ final class ProxyWorker {
         return (target.endpoints[i], i)
     }
 
-    /// An idle connection to `endpoint`, or a new one (connect in progress). nil when the
-    /// connect failed at once.
-    func acquireUpstream(_ endpoint: EndpointRef, connectTimeoutMs: Int, tls: TLSClientContext?,
-                         breaker: CircuitBreaker? = nil, lifetime: ConnectionLifetime = .default) -> (UpstreamConnection, reused: Bool)? {
-        if let c = takeIdle(endpoint, tls: tls) { return (c, true) }
-        guard let c = UpstreamConnection.connect(worker: self, endpoint: endpoint, connectTimeoutMs: connectTimeoutMs, tls: tls,
-                                                 breaker: breaker, lifetime: lifetime) else {
-            return nil
-        }
-        return (c, false)
-    }
-
     /// Closes the idle connections to `endpoint`: one was found closed by its peer, so its
     /// siblings likely are too (a restarting backend).
     func dropIdle(_ endpoint: EndpointRef) {
@@ -163,7 +151,7 @@ final class ProxyWorker {
     }
 
     enum UpstreamOpen {
-        case ready(UpstreamRequest, reused: Bool)
+        case ready(UpstreamRequest)
         /// The cluster's connection limit (`tcp.maxConnections`) is reached and so is its
         /// pending-request limit (HTTP/1.1), or no HTTP/2 connection has room: 503 UO.
         case overflow
@@ -186,22 +174,23 @@ final class ProxyWorker {
                 stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
                 return .overflow
             }
-            return .ready(s, reused: false)
+            return .ready(s)
         }
-        if let c = takeIdle(f.endpoint, tls: f.tls) { return .ready(c, reused: true) }
+        if let c = takeIdle(f.endpoint, tls: f.tls) { return .ready(c) }
         if let b = breaker, !b.tryAcquire(.connections) {
             stats.count(.upstream_cx_overflow, cluster: f.cluster.stats.cluster)
             guard b.tryAcquire(.pendingRequests) else {
                 stats.count(.upstream_rq_pending_overflow, cluster: f.cluster.stats.cluster)
                 return .overflow
             }
-            return .ready(enqueue(f, breaker: b, lifetime: lifetime), reused: false)
+            return .ready(enqueue(f, breaker: b, lifetime: lifetime))
         }
-        guard let (c, reused) = acquireUpstream(f.endpoint, connectTimeoutMs: timeout, tls: f.tls, breaker: breaker, lifetime: lifetime) else {
+        guard let c = UpstreamConnection.connect(worker: self, endpoint: f.endpoint, connectTimeoutMs: timeout, tls: f.tls,
+                                                 breaker: breaker, lifetime: lifetime) else {
             connectionSlotFreed(breaker)   // wakes requests that may be waiting for it
             return .failed
         }
-        return .ready(c, reused: reused)
+        return .ready(c)
     }
 
     /// A stream on the first HTTP/2 connection to `endpoint` with room, or on a new one:

@@ -265,18 +265,24 @@ extension RetryingExchange {
         return false
     }
 
+    /// The upstream side of an attempt on `f`; nil when there is none, after answering
+    /// (overflow: 503 UO) or reporting the failed connect (which may retry).
+    func openAttempt(_ f: Forwarding) -> UpstreamRequest? {
+        switch worker.openUpstream(f) {
+        case .ready(let u): return u
+        case .overflow: answerLocally(.overflow)
+        case .failed: upstreamFailed(.connectFailed, reused: false)
+        }
+        return nil
+    }
+
     /// The next attempt: another host (when the policy says so), the kept head and body.
     func retryNow() {
         guard let st = retryState, worker.nextAttempt(&attempts!, state: st) else { return answerLocally(.noHealthyUpstream) }
         let f = attempts!.forwarding
         record.upstream = f.endpoint
         worker.stats.count(.upstream_rq_total, cluster: f.cluster.stats.cluster)
-        let us: UpstreamRequest
-        switch worker.openUpstream(f) {
-        case .ready(let u, _): us = u
-        case .overflow: return answerLocally(.overflow)
-        case .failed: return upstreamFailed(.connectFailed, reused: false)
-        }
+        guard let us = openAttempt(f) else { return }
         upstream = us
         let (head, buf) = retryHead
         us.attach(self, method: head.methodKind)

@@ -216,12 +216,7 @@ final class H2ServerStream: ResponseSink, DeferredTask, RetryingExchange {
         let req = parsedRequest
         attempts = Attempts(f, body: ByteBuffer(pool: worker.buffers))
         guard worker.admitRequest(&attempts!) else { return answerLocally(.overflow) }
-        let us: UpstreamRequest
-        switch worker.openUpstream(f) {
-        case .ready(let u, _): us = u
-        case .overflow: return answerLocally(.overflow)
-        case .failed: return upstreamFailed(.connectFailed, reused: false)
-        }
+        guard let us = openAttempt(f) else { return }
         upstream = us
         responseOps = f.responseOps
         record.cluster = f.cluster
